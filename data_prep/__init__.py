@@ -1,0 +1,1 @@
+"""Dataset preparation (TFDS builders) and input pipelines for video disentanglement."""
