@@ -82,11 +82,16 @@ def load_full(directory: str | os.PathLike, split: str) -> Digits:
     kind = find_full_mnist(directory)
     if kind == "npz":
         path = os.path.join(directory, "mnist.npz")
-        with np.load(path) as f:
-            missing = [k for k in (f"x_{split}", f"y_{split}") if k not in f]
-            if missing:
-                raise DataError(path, f"missing arrays {missing}; expected x_train, y_train, x_test, y_test")
-            images, labels = f[f"x_{split}"], f[f"y_{split}"]
+        try:
+            with np.load(path) as f:
+                missing = [k for k in (f"x_{split}", f"y_{split}") if k not in f]
+                if missing:
+                    raise DataError(path, f"missing arrays {missing}; expected x_train, y_train, x_test, y_test")
+                images, labels = f[f"x_{split}"], f[f"y_{split}"]
+        except DataError:
+            raise
+        except (OSError, ValueError, TypeError) as e:  # not a zip, a bare .npy, pickled or object arrays
+            raise DataError(path, f"not a readable .npz of numeric arrays: {e}") from e
     elif kind == "idx":
         image_file, label_file = (os.path.join(directory, f) for f in IDX_FILES[split])
         images, labels = _read_idx(image_file, 3), _read_idx(label_file, 1)
@@ -95,8 +100,10 @@ def load_full(directory: str | os.PathLike, split: str) -> Digits:
         raise DataError(directory, "no full MNIST here: expected mnist.npz or the four *-idx?-ubyte.gz files")
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise DataError(path, f"expected uint8 images (N, 28, 28), got {images.dtype} {images.shape}")
-    if len(labels) != len(images):
-        raise DataError(path, f"{len(images)} images but {len(labels)} labels")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(path, f"expected {len(images)} labels of shape ({len(images)},), got {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(path, f"labels must be digits 0..9, got values in [{labels.min()}, {labels.max()}]")
     return Digits(images, labels.astype(np.int64), f"full:{path}")
 
 

@@ -1,0 +1,1 @@
+"""Shared pieces used by both model packages (VDSM and DRNet)."""
