@@ -9,10 +9,11 @@ atomically (temporary file, then rename), so a crash never leaves a broken pictu
 from __future__ import annotations
 
 import os
-import tempfile
 
 import imageio.v3 as iio
 import numpy as np
+
+from vdcore.files import atomic_write
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
@@ -50,23 +51,6 @@ def video_grid(videos: np.ndarray, max_frames: int | None = None, pad: int = 2) 
     return image_grid(videos.reshape(n * t, *videos.shape[2:]), ncols=t, pad=pad)
 
 
-def _atomic_write(path: str | os.PathLike, write) -> str:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=suffix, prefix=".tmp-")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
 def _squeeze_gray(image: np.ndarray) -> np.ndarray:
     return image[..., 0] if image.shape[-1] == 1 else image
 
@@ -74,7 +58,7 @@ def _squeeze_gray(image: np.ndarray) -> np.ndarray:
 def save_png(path: str | os.PathLike, image: np.ndarray) -> str:
     """Write one image (H, W, C) with C in {1, 3, 4}; returns the path."""
     image = to_uint8(image)
-    return _atomic_write(path, lambda tmp: iio.imwrite(tmp, _squeeze_gray(image), extension=".png"))
+    return atomic_write(path, lambda tmp: iio.imwrite(tmp, _squeeze_gray(image), extension=".png"))
 
 
 def save_gif(path: str | os.PathLike, videos: np.ndarray, fps: float = 10.0, pad: int = 2) -> str:
@@ -88,4 +72,4 @@ def save_gif(path: str | os.PathLike, videos: np.ndarray, fps: float = 10.0, pad
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, axis=-1)
     duration_ms = 1000.0 / fps
-    return _atomic_write(path, lambda tmp: iio.imwrite(tmp, frames, extension=".gif", duration=duration_ms, loop=0))
+    return atomic_write(path, lambda tmp: iio.imwrite(tmp, frames, extension=".gif", duration=duration_ms, loop=0))
