@@ -106,7 +106,7 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(checkpoint.CheckpointNotFoundError, match="step 5"):
         ckpt.restore(_state(0.0), step=5)
     wrong = {"params": {"w": jnp.zeros((4, 2))}, "step": jnp.array(0, jnp.int32)}
-    with pytest.raises(ValueError, match=r"\['params'\]\['w'\]: saved \(3, 2\), expected \(4, 2\)"):
+    with pytest.raises(ValueError, match=r"params/w: saved \(3, 2\), expected \(4, 2\)"):
         ckpt.restore(wrong)
     with pytest.raises(checkpoint.CheckpointNotFoundError):
         checkpoint.Checkpointer(tmp_path / "absent", create=False)
@@ -127,5 +127,5 @@ def test_checkpoint_reports_missing_and_extra_keys(tmp_path):
     ckpt.save(1, {"a": jnp.zeros(2), "b": jnp.zeros(3)}, {})
     with pytest.raises(ValueError) as info:
         ckpt.restore({"a": jnp.zeros(2), "c": jnp.zeros(1)})
-    assert "missing in checkpoint: ['c'] (1,)" in str(info.value)
-    assert "unexpected in checkpoint: ['b'] (3,)" in str(info.value)
+    assert "missing in checkpoint: c (1,)" in str(info.value)
+    assert "unexpected in checkpoint: b (3,)" in str(info.value)

@@ -21,6 +21,19 @@ class CheckpointNotFoundError(FileNotFoundError):
     pass
 
 
+def _path_name(path: tuple) -> str:
+    """'params/dec/EW1' for a pytree path, whether its nodes are dicts, dataclass fields or sequences."""
+    parts = []
+    for entry in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+        else:
+            parts.append(str(entry))
+    return "/".join(parts)
+
+
 class Checkpointer:
     """Save and restore (state pytree, JSON metadata) pairs under one directory."""
 
@@ -77,13 +90,11 @@ class Checkpointer:
         """Shapes of the saved state's leaves, keyed by their pytree path."""
         metadata = self._manager.item_metadata(self._resolve(step))["state"]
         tree = getattr(metadata, "tree", metadata)
-        return {jax.tree_util.keystr(p): tuple(leaf.shape) for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+        return {_path_name(p): tuple(leaf.shape) for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
     def _check_compatible(self, step: int, abstract: Any) -> None:
         saved = self.saved_shapes(step)
-        wanted = {
-            jax.tree_util.keystr(p): tuple(leaf.shape) for p, leaf in jax.tree_util.tree_leaves_with_path(abstract)
-        }
+        wanted = {_path_name(p): tuple(leaf.shape) for p, leaf in jax.tree_util.tree_leaves_with_path(abstract)}
         problems = [f"missing in checkpoint: {k} {wanted[k]}" for k in sorted(set(wanted) - set(saved))]
         problems += [f"unexpected in checkpoint: {k} {saved[k]}" for k in sorted(set(saved) - set(wanted))]
         problems += [

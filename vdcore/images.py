@@ -61,14 +61,16 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> str:
     return atomic_write(path, lambda tmp: iio.imwrite(tmp, _squeeze_gray(image), extension=".png"))
 
 
-def save_gif(path: str | os.PathLike, videos: np.ndarray, fps: float = 10.0, pad: int = 2) -> str:
-    """Animate videos side by side: (N, T, H, W, C) or (T, H, W, C); loops forever."""
+def save_gif(
+    path: str | os.PathLike, videos: np.ndarray, fps: float = 10.0, pad: int = 2, ncols: int | None = None
+) -> str:
+    """Animate videos tiled `ncols` per row (default: all in one row): (N, T, H, W, C) or (T, H, W, C); loops."""
     videos = np.asarray(videos)
     if videos.ndim == 4:
         videos = videos[None]
     if videos.ndim != 5:
         raise ValueError(f"save_gif expects (N, T, H, W, C) or (T, H, W, C), got shape {videos.shape}")
-    frames = np.stack([image_grid(videos[:, t], pad=pad) for t in range(videos.shape[1])])
+    frames = np.stack([image_grid(videos[:, t], ncols=ncols, pad=pad) for t in range(videos.shape[1])])
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, axis=-1)
     duration_ms = 1000.0 / fps

@@ -1,57 +1,40 @@
 """VDSM command line.
 
-    python -m vdsm_jax.main --config configs/vdsm/quickstart.py --workdir runs/quickstart [--config.bs 8]
+    python -m vdsm_jax.main --config configs/vdsm/quickstart.py --workdir runs/quickstart
+    python -m vdsm_jax.main --config configs/vdsm/sprites.py:stage1 --workdir runs/sprites1 --config.bs 8
+    python -m vdsm_jax.main --config configs/vdsm/sprites.py:stage2 --workdir runs/sprites2 \\
+        --config.stage1_workdir runs/sprites1
 
-Prepares the configured dataset (procedural ones are built on first use) and writes
-a preview of the training data into the workdir.
+A config whose `stage` is 0 ("both") trains stage 1 into <workdir>/stage1 and then
+stage 2 into <workdir>/stage2. Runs resume from their newest checkpoint.
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from data_prep import build as data_build
-from data_prep import preview as data_preview
+from vdsm_jax.train import train_and_evaluate, train_both_stages
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Config file (configs/vdsm/*.py[:stage]).", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, pictures and logs.")
+config_flags.DEFINE_config_file(
+    "config", None, "Config file: configs/vdsm/<name>.py[:stage1|stage2].", lock_config=True
+)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, pictures, metrics and logs.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def prepare_data(config, workdir: str) -> dict:
-    """Build the configured dataset if needed and preview it; return the build summary."""
-    builder = data_build.build(config.dataset, config.data_dir, config.dataset_config, config.manual_dir or None)
-    summary = data_build.summary(builder)
-    os.makedirs(workdir, exist_ok=True)
-    out = os.path.join(workdir, "data_preview.png")
-    data_preview.preview(
-        config.dataset,
-        config.data_dir,
-        out,
-        config.dataset_config,
-        config.train_split,
-        num=8,
-        frames=config.seq_len,
-        gif=os.path.join(workdir, "data_preview.gif"),
-    )
-    with open(os.path.join(workdir, "data_summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-    logging.info(
-        "dataset %s/%s ready at %s: %s", summary["dataset"], summary["config"], summary["path"], summary["splits"]
-    )
-    logging.info("preview written to %s", out)
-    return summary
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    prepare_data(FLAGS.config, FLAGS.workdir)
+    config = FLAGS.config
+    if config.stage == 0:
+        summary = train_both_stages(config, FLAGS.workdir)
+    else:
+        summary = train_and_evaluate(config, FLAGS.workdir)
+    logging.info("finished: %s", json.dumps(summary, default=str))
 
 
 if __name__ == "__main__":

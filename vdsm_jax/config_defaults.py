@@ -1,0 +1,117 @@
+"""Every VDSM run setting, with defaults; `configs/vdsm/*.py` override what they need.
+
+Field names keep the original's flags for the same concepts (z_dim, n_e_w,
+dynamics_dim, rnn_dim, rnn_layers, bs, seq_len, bs_per_epoch, epochs, the
+schedule flags, test_temp_id, lr_VDSMEncDec, lr_VDSMSeq, lr_resume,
+model_save_interval, model_test_interval, pretrained_model_VDSMEncDec).
+An epoch is `bs_per_epoch` optimiser steps; schedules take one value per epoch.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.stage = 1  # 1: EncDec (image networks), 2: Seq (dynamics networks on the frozen stage-1 networks)
+    c.seed = 0
+
+    # Data (data_prep): which built dataset, which split trains (explicit: the original trained MUG on its test split).
+    c.dataset = "moving_mnist"
+    c.dataset_config = "vdsm"
+    c.data_dir = "data"
+    c.manual_dir = ""  # manual files (sprites: the LPC sheets) for building the dataset on first use
+    c.train_split = "train"
+    c.test_split = "test"
+    c.flip_prob = 0.0  # horizontal flips in stage 1 (the original: 0.5 on MUG)
+    c.read_threads = 2
+    c.prefetch = 2
+
+    # Shapes.
+    c.bs = 20
+    c.seq_len = 8
+    c.image_size = 64
+    c.nc = 3
+    c.z_dim = 30
+    c.n_e_w = 15
+    c.dynamics_dim = 50
+    c.rnn_dim = 512
+    c.rnn_layers = 3
+    c.rnn_dropout = 0.2
+
+    # Optimisation.
+    c.epochs = 200
+    c.bs_per_epoch = 50
+    c.lr_VDSMEncDec = 1e-3
+    c.lr_VDSMSeq = 1e-3
+    c.lr_resume = config_dict.placeholder(float)  # replaces the lr when a run resumes from a checkpoint
+    c.num_particles = 1
+
+    # Schedules (shared/reference/vdsm.md "Schedules").
+    c.temp_id_start = 1.0
+    c.temp_id_end = 10.0
+    c.temp_id_frac = 2.0
+    c.anneal_start_id = 0.1
+    c.anneal_end_id = 1.0
+    c.anneal_frac_id = 3.0
+    c.anneal_start_t = 30.0
+    c.anneal_mid_t1 = 0.2
+    c.anneal_mid_t2 = 0.4
+    c.anneal_end_t = 1.0
+    c.anneal_t_midfrac1 = 0.5
+    c.anneal_t_midfrac2 = 0.8
+    c.anneal_start_dynamics = 0.1
+    c.anneal_end_dynamics = 0.6
+    c.anneal_frac_dynamics = 3.0
+    c.test_temp_id = 10.0
+
+    # Faithful quirks, switchable.
+    c.encoder_act_slope = 1.0  # the original's nn.LeakyReLU(True): slope 1.0, i.e. no nonlinearity
+
+    # Stage 2 starts from a stage-1 run: its workdir (or checkpoint directory) and epoch (-1: newest).
+    c.stage1_workdir = ""
+    c.pretrained_model_VDSMEncDec = -1
+
+    # Kernels, robustness, outputs.
+    c.conv_impl = "auto"  # 'fast' (im2col/polyphase matmuls, best on CPU), 'xla', or 'auto' (by backend)
+    c.max_consecutive_nonfinite = 10
+    c.debug_nans = False
+    c.model_save_interval = 10  # epochs
+    c.model_test_interval = 10  # epochs; 0 writes no pictures or code exports
+    c.keep_checkpoints = 3
+    c.log_every_steps = 10
+    c.num_test_sequences = 8
+    c.gif_fps = 10
+
+    # What differs when the same config file runs stage 2 (applied by `stage_config`).
+    c.stage2 = ml_collections.ConfigDict(
+        {
+            "epochs": 200,
+            "bs_per_epoch": 2,
+            "temp_id_start": 10.0,
+            "temp_id_end": 10.0,
+            "anneal_start_t": 0.1,
+            "anneal_mid_t1": 0.4,
+            "anneal_mid_t2": 0.4,
+            "anneal_end_t": 1.0,
+            "anneal_start_dynamics": 0.1,
+            "anneal_end_dynamics": 1.0,
+        }
+    )
+    return c
+
+
+def stage_config(config: ml_collections.ConfigDict, stage: int) -> ml_collections.ConfigDict:
+    """The flat config one stage runs with: for stage 2 the `stage2` overrides replace the top-level values."""
+    if stage not in (1, 2):
+        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+    resolved = ml_collections.ConfigDict(config.to_dict())
+    if stage == 2:
+        for key, value in config.stage2.items():
+            if key not in resolved:
+                raise ValueError(f"config.stage2.{key} overrides no known config field")
+            resolved[key] = value
+    resolved.stage = stage
+    return resolved

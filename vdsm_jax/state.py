@@ -1,0 +1,126 @@
+"""VDSM training state: creation, the stage-1 → stage-2 hand-over, and checkpoint locations.
+
+A run's workdir holds `checkpoints/<step>/` (vdcore.checkpoint): the TrainState
+(trained params, optimiser state, frozen params, step, RNG key data, non-finite
+counters) and JSON meta with the run's flat config, its stage, epoch and the data
+iterator's state. Both training (resume, stage-2 start) and the Python API
+(`VDSM.from_checkpoint`) read checkpoints through this module.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import optax
+
+from vdcore.checkpoint import Checkpointer, CheckpointNotFoundError
+from vdcore.train_state import TrainState
+from vdsm_jax.models import FROZEN_IN_STAGE2, Params, VDSMModules
+
+CHECKPOINT_SUBDIR = "checkpoints"
+META_FORMAT = "vdsm_jax.checkpoint/1"
+
+
+def learning_rate(config: ml_collections.ConfigDict) -> float:
+    return config.lr_VDSMEncDec if config.stage == 1 else config.lr_VDSMSeq
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Adam with the stage's learning rate as an injectable hyper-parameter (so `lr_resume` can replace it)."""
+    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate(config))
+
+
+def split_params(params: Params, stage: int) -> tuple[Params, Params]:
+    """(trained, frozen): stage 2 freezes the image encoder and decoder, stage 1 trains everything."""
+    if stage == 1:
+        return dict(params), {}
+    trained = {k: v for k, v in params.items() if k not in FROZEN_IN_STAGE2}
+    frozen = {k: v for k, v in params.items() if k in FROZEN_IN_STAGE2}
+    return trained, frozen
+
+
+def all_params(state: TrainState) -> Params:
+    return {**state.frozen, **state.params}
+
+
+def init_state(
+    config: ml_collections.ConfigDict, modules: VDSMModules, rng: jax.Array, stage1_params: Params | None = None
+) -> TrainState:
+    """A fresh state for `config.stage`; in stage 2, `stage1_params` supply enc, dec and id_layers."""
+    init_rng, state_rng = jax.random.split(rng)
+    params = modules.init(init_rng, config.stage, config.image_size)
+    if config.stage == 2:
+        if stage1_params is None:
+            raise ValueError("stage 2 needs the stage-1 parameters (config.stage1_workdir)")
+        params.update({k: stage1_params[k] for k in ("enc", "dec", "id_layers")})
+    trained, frozen = split_params(params, config.stage)
+    return TrainState.create(trained, make_optimizer(config), state_rng, frozen=frozen)
+
+
+def checkpoint_dir(path: str | os.PathLike) -> str:
+    """A run's workdir or its checkpoints folder → the checkpoints folder."""
+    path = os.fspath(path)
+    candidate = os.path.join(path, CHECKPOINT_SUBDIR)
+    return candidate if os.path.isdir(candidate) else path
+
+
+def open_checkpoints(path: str | os.PathLike) -> Checkpointer:
+    directory = checkpoint_dir(path)
+    if not os.path.isdir(directory):
+        raise CheckpointNotFoundError(f"no VDSM run or checkpoints at {path}")
+    return Checkpointer(directory, max_to_keep=None, create=False)
+
+
+def read_meta(path: str | os.PathLike, step: int | None = None) -> dict:
+    meta = open_checkpoints(path).restore_meta(step)
+    if meta.get("format") != META_FORMAT:
+        raise ValueError(f"{path}: not a vdsm_jax checkpoint (meta format {meta.get('format')!r})")
+    return meta
+
+
+def restore_state(
+    config: ml_collections.ConfigDict, modules: VDSMModules, path: str | os.PathLike, step: int | None = None
+) -> tuple[TrainState, dict]:
+    """Load a checkpoint written for `config`'s stage and shapes; errors name mismatching keys."""
+    template = jax.eval_shape(lambda: init_state(config, modules, jax.random.key(0), _abstract_stage1(modules, config)))
+    state, meta = open_checkpoints(path).restore(template, step)
+    if meta.get("stage") != config.stage:
+        raise ValueError(
+            f"{path}: checkpoint is from stage {meta.get('stage')}, the config asks for stage {config.stage}"
+        )
+    return state, meta
+
+
+def _abstract_stage1(modules: VDSMModules, config: ml_collections.ConfigDict) -> Params | None:
+    return modules.init(jax.random.key(0), 1, config.image_size) if config.stage == 2 else None
+
+
+def load_stage1_params(config: ml_collections.ConfigDict, modules: VDSMModules) -> Params:
+    """The stage-1 networks named by config.stage1_workdir and config.pretrained_model_VDSMEncDec (an epoch, -1 newest)."""
+    if not config.stage1_workdir:
+        raise ValueError("stage 2 needs config.stage1_workdir: the workdir (or checkpoints folder) of a stage-1 run")
+    stage1 = ml_collections.ConfigDict(config.to_dict())
+    stage1.stage = 1
+    step = None
+    if config.pretrained_model_VDSMEncDec >= 0:
+        step = config.pretrained_model_VDSMEncDec * read_meta(config.stage1_workdir)["config"]["bs_per_epoch"]
+    state, _ = restore_state(stage1, modules, config.stage1_workdir, step)
+    return all_params(state)
+
+
+def state_meta(config: ml_collections.ConfigDict, step: int, data_state: Any) -> dict[str, Any]:
+    return {
+        "format": META_FORMAT,
+        "stage": config.stage,
+        "step": int(step),
+        "epoch": int(step) // config.bs_per_epoch,
+        "config": config.to_dict(),
+        "data_state": data_state,
+    }
+
+
+def config_from_meta(meta: dict) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(meta["config"])
