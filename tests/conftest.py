@@ -40,11 +40,11 @@ def _quiet_tfds(monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_moving_mnist(tmp_path_factory) -> str:
-    """A data_dir holding moving_mnist/tiny: 1 digit, 64 px, 6 frames, 24 train / 8 test clips."""
+    """A data_dir holding moving_mnist/smoke: 1 digit, 64 px, 6 frames, 24 train / 8 test clips."""
     from data_prep.build import build
 
     data_dir = tmp_path_factory.mktemp("data")
-    build("moving_mnist", data_dir, "tiny")
+    build("moving_mnist", data_dir, "smoke")
     return str(data_dir)
 
 

@@ -302,3 +302,8 @@ def test_full_mnist_needs_manual_files(tmp_path):
 def test_bad_configs_raise(overrides, message):
     with pytest.raises(ValueError, match=f"^bad: {message}"):
         tiny(name="bad", **overrides)
+
+
+def test_unknown_digit_source_is_refused_at_config_time():
+    with pytest.raises(ValueError, match="digits must be 'bundled', 'full' or 'auto'"):
+        MovingMnistConfig(name="bad", digits="emnist")

@@ -373,3 +373,17 @@ def test_real_full_build(shared_lpc_dir, tmp_path):
     ex = source["test"][0]
     sheets = {f: S.load_sheet(shared_lpc_dir / S.sheet_path(f, S.FACTORS[f][int(ex[f])])) for f in S.FACTORS}
     np.testing.assert_array_equal(ex["video"], S.compose_character(**sheets)[int(ex["action"])])
+
+
+def test_slash_rows_are_switchable():
+    sheet = np.arange(S.SHEET_ROWS, dtype=np.uint8).repeat(S.CELL)[:, None, None] * np.ones(
+        (1, S.SHEET_WIDTH, 1), np.uint8
+    )
+    standard = S.action_cells(sheet)
+    switched = S.action_cells(sheet, (13, 14, 15))
+    slash = [S.ACTIONS.index(f"slash_{d}") for d in S.DIRECTIONS]
+    assert [int(standard[a, 0, 0, 0, 0]) for a in slash] == [14, 15, 16]
+    assert [int(switched[a, 0, 0, 0, 0]) for a in slash] == [13, 14, 15]
+    np.testing.assert_array_equal(np.delete(standard, slash, axis=0), np.delete(switched, slash, axis=0))
+    with pytest.raises(ValueError, match="slash_rows must be 3 sheet rows"):
+        S.SpritesConfig(name="bad", slash_rows=(13, 14, 99))

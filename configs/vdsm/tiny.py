@@ -1,4 +1,4 @@
-"""A tiny VDSM for tests and smoke runs (moving_mnist/tiny, built on first use; seconds per stage).
+"""A tiny VDSM for tests and smoke runs (moving_mnist/smoke, built on first use; seconds per stage).
 
 python -m vdsm_jax.main --config configs/vdsm/tiny.py --workdir runs/tiny
 """
@@ -11,7 +11,7 @@ STAGES = {"stage1": 1, "stage2": 2, "both": 0}
 def get_config(stage: str = "both"):
     c = base_config()
     c.stage = STAGES[stage]
-    c.dataset, c.dataset_config = "moving_mnist", "tiny"
+    c.dataset, c.dataset_config = "moving_mnist", "smoke"
     c.bs, c.seq_len = 2, 3
     c.z_dim, c.n_e_w, c.dynamics_dim = 4, 3, 5
     c.rnn_dim, c.rnn_layers, c.rnn_dropout = 8, 2, 0.2

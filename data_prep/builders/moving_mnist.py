@@ -40,6 +40,8 @@ class MovingMnistConfig(VideoBuilderConfig):
             raise ValueError(f"{self.name}: num_digits must be 1 or 2, got {self.num_digits}")
         if not 0 < self.digit_size < self.image_size:
             raise ValueError(f"{self.name}: need 0 < digit_size < image_size, got {self.digit_size}, {self.image_size}")
+        if self.digits not in ("bundled", "full", "auto"):
+            raise ValueError(f"{self.name}: digits must be 'bundled', 'full' or 'auto', got {self.digits!r}")
         if self.seq_len < 1 or self.max_speed < 1 or self.num_train < 1 or self.num_test < 1:
             raise ValueError(f"{self.name}: seq_len, max_speed, num_train and num_test must be >= 1")
 
@@ -112,7 +114,7 @@ class MovingMnist(VideoDatasetBuilder):
             num_test=400,
         ),
         MovingMnistConfig(
-            name="tiny",
+            name="smoke",
             description="For tests and smoke runs: 1 digit, 64 px, 6 frames, 24 train / 8 test clips.",
             num_digits=1,
             seq_len=6,
