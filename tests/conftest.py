@@ -79,3 +79,26 @@ def trained_vdsm_run(tmp_path_factory, tiny_moving_mnist) -> pathlib.Path:
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir
+
+
+@pytest.fixture(scope="session")
+def trained_drnet_run(tmp_path_factory, tiny_moving_mnist) -> pathlib.Path:
+    """Both DRNet stages of configs/drnet/tiny.py trained through the CLI (6 steps each, pictures at the end)."""
+    import subprocess
+    import sys
+
+    workdir = tmp_path_factory.mktemp("drnet_run")
+    command = [
+        sys.executable,
+        "-m",
+        "drnet_jax.main",
+        "--config",
+        str(REPO_ROOT / "configs/drnet/tiny.py"),
+        "--workdir",
+        str(workdir),
+        "--config.data_dir",
+        tiny_moving_mnist,
+    ]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir

@@ -16,9 +16,35 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+CHECKPOINT_SUBDIR = "checkpoints"  # a run's checkpoints live in <workdir>/checkpoints/
+
 
 class CheckpointNotFoundError(FileNotFoundError):
     pass
+
+
+def run_checkpoint_dir(path: str | os.PathLike) -> str:
+    """A run's workdir or its checkpoints folder → the checkpoints folder."""
+    path = os.fspath(path)
+    candidate = os.path.join(path, CHECKPOINT_SUBDIR)
+    return candidate if os.path.isdir(candidate) else path
+
+
+def open_run_checkpoints(path: str | os.PathLike, model: str) -> Checkpointer:
+    """Read-only access to the checkpoints of a `model` run (e.g. 'VDSM'), given its workdir or checkpoints folder."""
+    directory = run_checkpoint_dir(path)
+    if not os.path.isdir(directory):
+        raise CheckpointNotFoundError(f"no {model} run or checkpoints at {path}")
+    return Checkpointer(directory, max_to_keep=None, create=False)
+
+
+def read_run_meta(path: str | os.PathLike, meta_format: str, model: str, step: int | None = None) -> dict:
+    """The JSON meta of a checkpoint (newest unless `step`); ValueError unless its 'format' is `meta_format`."""
+    meta = open_run_checkpoints(path, model).restore_meta(step)
+    if meta.get("format") != meta_format:
+        package = meta_format.split(".", 1)[0]
+        raise ValueError(f"{path}: not a {package} checkpoint (meta format {meta.get('format')!r})")
+    return meta
 
 
 def _path_name(path: tuple) -> str:

@@ -17,6 +17,10 @@ import jax.numpy as jnp
 import optax
 
 
+class NonFiniteTrainingError(RuntimeError):
+    """Too many consecutive non-finite updates; the last good checkpoint is kept."""
+
+
 @flax.struct.dataclass
 class TrainState:
     """step: optimiser steps taken (skipped ones included); params: trained parameters;

@@ -19,9 +19,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vdcore.conv import blur_pool, conv_transpose2d_per_example
+from vdcore.conv import blur_pool, conv_transpose2d_mixture, default_impl
 from vdcore.layers import Conv2D, torch_uniform_init
-from vdcore.rnn import LSTM, LSTMLayerParams, lstm_cell
+from vdcore.rnn import LSTM, LSTMLayerParams, lstm_feedback_stack
 
 LEAKY_SLOPE = 0.01  # nn.LeakyReLU() default, used everywhere but the encoder's conv stack
 ENCODER_CHANNELS = (32, 32, 64, 64, 256)
@@ -52,6 +52,19 @@ def split_loc_scale(h: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
     return h[..., :size], jax.nn.softplus(h[..., size:])
 
 
+def encoder_conv_impl(conv_impl: str | None, last: bool) -> str:
+    """The conv implementation of one encoder layer for the configured `conv_impl` (None: the backend's default).
+
+    'fast' (CPU) keeps the im2col dot for the last conv (a 4x4 map to 1x1, i.e. one dense matmul) and
+    uses XLA's own convolution for the four stride-1 k4 convs on 64..8 px maps with 3..64 channels:
+    there XLA:CPU's conv beats im2col + dot 2-3x forward and backward (measured at 160 frames; the
+    im2col patches of these narrow layers are 16x the activations and the dots only 32-64 wide).
+    'xla' uses XLA's conv everywhere (the reference).
+    """
+    impl = conv_impl or default_impl()
+    return impl if (impl != "fast" or last) else "xla"
+
+
 class ImageEncoder(nn.Module):
     """Per-frame encoder (`enc`): frames (N, 64, 64, nc) → z_loc, z_scale (N, Z), id_loc, id_scale (N, E).
 
@@ -70,7 +83,8 @@ class ImageEncoder(nn.Module):
         h = frames
         for k, features in enumerate(ENCODER_CHANNELS):
             last = k == len(ENCODER_CHANNELS) - 1
-            h = Conv2D(features, 4, stride=1, padding=0 if last else 1, impl=self.conv_impl, name=f"conv{k}")(h)
+            impl = encoder_conv_impl(self.conv_impl, last)
+            h = Conv2D(features, 4, stride=1, padding=0 if last else 1, impl=impl, name=f"conv{k}")(h)
             h = nn.leaky_relu(h, self.act_slope)
             if not last:
                 h = blur_pool(h, impl=self.conv_impl)
@@ -132,10 +146,10 @@ class MoEDecoder(nn.Module):
             cin, cout = channels[layer], channels[layer + 1]
             experts_w = self.param(f"EW{layer + 1}", moe_kernel_init, (self.n_e_w, 4, 4, cin, cout))
             experts_b = self.param(f"EB{layer + 1}", nn.initializers.zeros, (self.n_e_w, cout))
-            kernels = jnp.einsum("be,ehwio->bhwio", weights, experts_w)
-            biases = weights @ experts_b
             stride, padding = (1, 0) if layer == 0 else (2, 1)
-            x = conv_transpose2d_per_example(x, kernels, biases, stride=stride, padding=padding, impl=self.conv_impl)
+            x = conv_transpose2d_mixture(
+                x, weights, experts_w, experts_b, stride=stride, padding=padding, impl=self.conv_impl
+            )
             if layer < 4:
                 x = nn.leaky_relu(x, LEAKY_SLOPE)
         return x
@@ -231,17 +245,5 @@ class DynamicsDecoder(nn.Module):
         layers = [
             LSTMLayerParams(self.rnn_dim, self.rnn_dim, name=f"seq2seq_dec_l{k}")() for k in range(self.rnn_layers)
         ]
-
-        def step(carry, _):
-            hs, cs, x = carry
-            new_h, new_c = [], []
-            for k, params in enumerate(layers):
-                hk, ck = lstm_cell(params, x, (hs[k], cs[k]))
-                new_h.append(hk)
-                new_c.append(ck)
-                x = hk
-            return (jnp.stack(new_h), jnp.stack(new_c), x), x
-
         x0 = jnp.broadcast_to(first_input, (b, self.rnn_dim))
-        _, outputs = jax.lax.scan(step, (h, c, x0), None, length=seq_len)
-        return jnp.swapaxes(outputs, 0, 1)
+        return lstm_feedback_stack(layers, (h, c), x0, seq_len)

@@ -16,11 +16,10 @@ import jax
 import ml_collections
 import optax
 
-from vdcore.checkpoint import Checkpointer, CheckpointNotFoundError
+from vdcore.checkpoint import Checkpointer, open_run_checkpoints, read_run_meta
 from vdcore.train_state import TrainState
 from vdsm_jax.models import FROZEN_IN_STAGE2, Params, VDSMModules
 
-CHECKPOINT_SUBDIR = "checkpoints"
 META_FORMAT = "vdsm_jax.checkpoint/1"
 
 
@@ -51,7 +50,8 @@ def init_state(
 ) -> TrainState:
     """A fresh state for `config.stage`; in stage 2, `stage1_params` supply enc, dec and id_layers."""
     init_rng, state_rng = jax.random.split(rng)
-    params = modules.init(init_rng, config.stage, config.image_size)
+    # Compiled: XLA drops the forward passes flax runs to infer shapes (eager init takes ~10x longer).
+    params = jax.jit(modules.init, static_argnums=(1, 2))(init_rng, config.stage, config.image_size)
     if config.stage == 2:
         if stage1_params is None:
             raise ValueError("stage 2 needs the stage-1 parameters (config.stage1_workdir)")
@@ -60,25 +60,12 @@ def init_state(
     return TrainState.create(trained, make_optimizer(config), state_rng, frozen=frozen)
 
 
-def checkpoint_dir(path: str | os.PathLike) -> str:
-    """A run's workdir or its checkpoints folder → the checkpoints folder."""
-    path = os.fspath(path)
-    candidate = os.path.join(path, CHECKPOINT_SUBDIR)
-    return candidate if os.path.isdir(candidate) else path
-
-
 def open_checkpoints(path: str | os.PathLike) -> Checkpointer:
-    directory = checkpoint_dir(path)
-    if not os.path.isdir(directory):
-        raise CheckpointNotFoundError(f"no VDSM run or checkpoints at {path}")
-    return Checkpointer(directory, max_to_keep=None, create=False)
+    return open_run_checkpoints(path, "VDSM")
 
 
 def read_meta(path: str | os.PathLike, step: int | None = None) -> dict:
-    meta = open_checkpoints(path).restore_meta(step)
-    if meta.get("format") != META_FORMAT:
-        raise ValueError(f"{path}: not a vdsm_jax checkpoint (meta format {meta.get('format')!r})")
-    return meta
+    return read_run_meta(path, META_FORMAT, "VDSM", step)
 
 
 def restore_state(

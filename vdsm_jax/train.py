@@ -24,17 +24,16 @@ from absl import logging
 from tqdm import tqdm
 
 from data_prep.input_pipeline import ensure_built, make_batches
-from vdcore.checkpoint import Checkpointer
+from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from vdcore.files import write_json
 from vdcore.metrics_log import MetricsLogger
 from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
-from vdcore.train_state import TrainState, apply_gradients_if_finite
+from vdcore.train_state import NonFiniteTrainingError, TrainState, apply_gradients_if_finite
 from vdsm_jax import objectives
 from vdsm_jax.config_defaults import stage_config
 from vdsm_jax.models import VDSMModules
 from vdsm_jax.schedules import VDSMSchedules, make_schedules, values_at
 from vdsm_jax.state import (
-    CHECKPOINT_SUBDIR,
     init_state,
     load_stage1_params,
     make_optimizer,
@@ -43,10 +42,6 @@ from vdsm_jax.state import (
 )
 
 SCHEDULE_NAMES = ("temp_id", "anneal_id", "anneal_t", "anneal_dynamics")
-
-
-class NonFiniteTrainingError(RuntimeError):
-    """Too many consecutive non-finite updates; the last good checkpoint is kept."""
 
 
 def make_train_step(

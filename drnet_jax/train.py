@@ -1,0 +1,325 @@
+"""DRNet training: the pure jitted updates of both stages and `train_and_evaluate(config, workdir)`.
+
+Stage 1, one training step = two pure functions of (state, videos (B, 4, S, S, nc)):
+  `discriminator_update`: splits the run's PRNG key, builds the discriminator batch from EP's
+      poses of x_c1, x_c2 and takes one optimiser step on C;
+  `main_update`: one optimiser step on EC, EP, D with C as just updated.
+Stage 2: `lstm_update` of (state, videos (B, n_past + n_future, S, S, nc)).
+Each update is skipped (parameters, optimiser state and BatchNorm averages unchanged, the
+skip counted) when its loss or a gradient is not finite. Data parallelism: the state is
+replicated and the batch sharded along the mesh axis 'data'; jit partitions every update
+over all devices, and BatchNorm's batch statistics are those of the whole global batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from absl import logging
+from tqdm import tqdm
+
+from data_prep.input_pipeline import ensure_built, make_batches
+from drnet_jax import losses
+from drnet_jax.config_defaults import check_config, stage_config
+from drnet_jax.models import DRNetModules
+from drnet_jax.state import (
+    Stage1State,
+    init_state,
+    load_stage1_variables,
+    make_optimizer,
+    restore_state,
+    state_meta,
+)
+from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
+from vdcore.files import write_json
+from vdcore.metrics_log import MetricsLogger
+from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
+from vdcore.train_state import NonFiniteTrainingError, TrainState, apply_gradients_if_finite
+
+Step = Callable[[Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
+# Per-step metrics averaged over each epoch (the original prints rec loss, sim loss and discriminator accuracy).
+EPOCH_METRICS = {1: ("rec_loss", "sim_loss", "disc_acc", "sd_loss", "disc_bce"), 2: ("mse",)}
+PLOTTED = {
+    1: (
+        "rec_loss",
+        "sim_loss",
+        "disc_acc",
+        "sd_loss",
+        "disc_bce",
+        "epoch/rec_loss",
+        "epoch/sim_loss",
+        "epoch/disc_acc",
+    ),
+    2: ("mse", "epoch/mse", "loss"),
+}
+
+
+def _keep_if(finite: jax.Array, new: Any, old: Any) -> Any:
+    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+
+def make_discriminator_update(modules: DRNetModules, tx: optax.GradientTransformation) -> Step:
+    """(Stage1State, videos (B, 4, S, S, nc)) → (state, {'disc_bce', 'disc_acc', 'disc_finite'}); pure."""
+
+    def loss_fn(sd_params, h_p1, h_p2, targets):
+        return losses.discriminator_loss(modules, sd_params, h_p1, h_p2, targets)
+
+    def update(state: Stage1State, videos: jax.Array):
+        next_key, perm_key = jax.random.split(state.main.key())
+        batch_stats = state.main.frozen["batch_stats"]
+        h_p1, h_p2, targets, new_stats = losses.discriminator_inputs(
+            modules, state.main.params, batch_stats, videos, perm_key
+        )
+        (bce, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.disc.params, h_p1, h_p2, targets)
+        disc, finite = apply_gradients_if_finite(state.disc, grads, bce, tx)
+        main = state.main.replace(
+            rng=jax.random.key_data(next_key), frozen={"batch_stats": _keep_if(finite, new_stats, batch_stats)}
+        )
+        metrics = {"disc_bce": bce, "disc_acc": losses.discriminator_accuracy(logits), "disc_finite": finite}
+        return Stage1State(main=main, disc=disc), metrics
+
+    return update
+
+
+def make_main_update(modules: DRNetModules, tx: optax.GradientTransformation, sd_weight: float) -> Step:
+    """(Stage1State, videos (B, 4, S, S, nc)) → (state, {'loss', 'sim_loss', 'rec_loss', 'sd_loss', 'main_finite'})."""
+
+    def loss_fn(trained, sd_params, batch_stats, videos):
+        return losses.main_loss(modules, trained, sd_params, batch_stats, videos, sd_weight)
+
+    def update(state: Stage1State, videos: jax.Array):
+        batch_stats = state.main.frozen["batch_stats"]
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.main.params, state.disc.params, batch_stats, videos
+        )
+        main, finite = apply_gradients_if_finite(state.main, grads, loss, tx)
+        main = main.replace(frozen={"batch_stats": _keep_if(finite, aux["batch_stats"], batch_stats)})
+        metrics = {"loss": loss, "sim_loss": aux["sim_loss"], "rec_loss": aux["rec_loss"], "sd_loss": aux["sd_loss"]}
+        return state.replace(main=main), {**metrics, "main_finite": finite}
+
+    return update
+
+
+def make_stage1_step(modules: DRNetModules, tx: optax.GradientTransformation, sd_weight: float) -> Step:
+    """One stage-1 training step: the discriminator update, then the main update (as the original)."""
+    discriminator_update = make_discriminator_update(modules, tx)
+    main_update = make_main_update(modules, tx, sd_weight)
+
+    def step(state: Stage1State, videos: jax.Array):
+        state, disc_metrics = discriminator_update(state, videos)
+        state, main_metrics = main_update(state, videos)
+        finite = disc_metrics["disc_finite"] & main_metrics["main_finite"]
+        return state, {**disc_metrics, **main_metrics, "finite": finite}
+
+    return step
+
+
+def make_lstm_update(modules: DRNetModules, tx: optax.GradientTransformation, n_past: int, bn_train: bool) -> Step:
+    """(TrainState, videos (B, n_past + n_future, S, S, nc)) → (state, {'loss' (sum over steps), 'mse', 'finite'}).
+
+    'mse' is loss / (n_past + n_future), the value the original prints per epoch.
+    """
+
+    def loss_fn(params, h_c, poses):
+        return losses.lstm_loss(modules, params, h_c, poses)
+
+    def update(state: TrainState, videos: jax.Array):
+        h_c, poses = losses.lstm_targets(
+            modules, state.frozen["params"], state.frozen["batch_stats"], videos, n_past, bn_train
+        )
+        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, h_c, poses)
+        new_state, finite = apply_gradients_if_finite(state, grads, loss, tx)
+        return new_state, {"loss": loss, "mse": loss / videos.shape[1], "finite": finite}
+
+    return update
+
+
+def make_train_step(config: ml_collections.ConfigDict, modules: DRNetModules) -> Step:
+    """The pure training step of config.stage (jit it; donate the state)."""
+    tx = make_optimizer(config)
+    if config.stage == 1:
+        return make_stage1_step(modules, tx, float(config.sd_weight))
+    return make_lstm_update(modules, tx, int(config.n_past), bool(config.frozen_bn_train_mode))
+
+
+def sampler_args(config: ml_collections.ConfigDict) -> tuple[str, dict[str, Any]]:
+    if config.stage == 1:
+        return "drnet_stage1", {"max_step": config.max_step, "frame_selection": config.frame_selection}
+    return "drnet_stage2", {"n_past": config.n_past, "n_future": config.n_future}
+
+
+def make_train_batches(config: ml_collections.ConfigDict, num_devices: int):
+    kind, args = sampler_args(config)
+    return make_batches(
+        config.dataset,
+        config.train_split,
+        kind,
+        args,
+        batch_size=config.batch_size,
+        data_dir=config.data_dir,
+        config=config.dataset_config,
+        seed=config.seed,
+        num_devices=num_devices,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        read_threads=config.read_threads,
+        prefetch=config.prefetch,
+    )
+
+
+def _host(metrics: dict[str, jax.Array]) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def _epoch_line(stage: int, epoch: int, means: dict[str, float]) -> str:
+    if stage == 1:
+        return (
+            f"[{epoch:02d}] rec loss: {means['rec_loss']:.4f} | sim loss: {means['sim_loss']:.4f} | "
+            f"scene disc acc: {100 * means['disc_acc']:.3f}%"
+        )
+    return f"[{epoch:02d}] mse loss: {means['mse']:.6f}"
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, stop_after_steps: int | None = None
+) -> dict[str, Any]:
+    """Train one stage (config.stage 1 or 2) in `workdir`, resuming from its newest checkpoint.
+
+    stop_after_steps: end this call's work after that many steps without a final checkpoint (simulates a
+    pre-emption; used by the tests). Per-epoch means cover the steps this process ran of the epoch.
+    Returns a summary dict (also written as `<workdir>/summary.json`).
+    """
+    from drnet_jax import outputs  # pictures need the trained model only at test intervals
+
+    config = stage_config(config, config.stage)
+    check_config(config)
+    if config.debug_nans:
+        jax.config.update("jax_debug_nans", True)
+    os.makedirs(workdir, exist_ok=True)
+    ensure_built(config.dataset, config.data_dir, config.dataset_config, config.manual_dir or None)
+
+    modules = DRNetModules.from_config(config)
+    mesh = data_mesh()
+    replicated = replicated_sharding(mesh)
+    checkpoints = Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR), max_to_keep=config.keep_checkpoints)
+    batches = make_train_batches(config, mesh.size)
+
+    if checkpoints.latest_step() is not None:
+        state, meta = restore_state(config, modules, workdir)
+        batches.set_state(meta["data_state"])
+        logging.info("resumed %s from step %d (epoch %d)", workdir, meta["step"], meta["epoch"])
+    else:
+        stage1 = load_stage1_variables(config) if config.stage == 2 else None
+        state = init_state(config, modules, jax.random.key(config.seed), stage1)
+    state = jax.device_put(state, replicated)
+
+    train_step = jax.jit(make_train_step(config, modules), donate_argnums=0)
+    logger = MetricsLogger(workdir)
+    total_steps = config.niter * config.epoch_size
+    start_step = int(state.step)
+    summary: dict[str, Any] = {"stage": config.stage, "workdir": os.path.abspath(workdir), "start_step": start_step}
+    test_set = None
+    if jax.process_index() == 0 and config.model_test_interval > 0:
+        test_set = outputs.TestSet.load(config)
+
+    epoch_keys = EPOCH_METRICS[config.stage]
+    epoch_sums = dict.fromkeys(epoch_keys, 0.0)
+    epoch_count = 0
+    epoch_means: dict[str, float] = {}
+    progress = None
+    window_start, steps_in_window = time.perf_counter(), 0
+    metrics: dict[str, float] = {}
+    for step in range(start_step, total_steps):
+        if stop_after_steps is not None and step - start_step >= stop_after_steps:
+            break
+        epoch = step // config.epoch_size
+        if progress is None:
+            progress = tqdm(
+                total=config.epoch_size,
+                initial=step % config.epoch_size,
+                desc=f"DRNet stage {config.stage} epoch {epoch}",
+                unit="step",
+            )
+        videos = shard_batch({"video": next(batches)["video"]}, mesh)["video"]
+        state, step_metrics = train_step(state, videos)
+        metrics = _host(step_metrics)
+        steps_in_window += 1
+        progress.update(1)
+        progress.set_postfix({k: f"{metrics[k]:.4g}" for k in epoch_keys[:3]})
+        if metrics["finite"]:
+            epoch_count += 1
+            for key in epoch_keys:
+                epoch_sums[key] += metrics[key]
+
+        scalars: dict[str, float] = {}
+        epoch_done = (step + 1) % config.epoch_size == 0
+        last = step + 1 == total_steps
+        if (step + 1) % config.log_every_steps == 0 or last:
+            elapsed = time.perf_counter() - window_start
+            scalars.update({k: v for k, v in metrics.items() if not k.endswith("finite")})
+            scalars.update(
+                skipped_steps=int(state.nonfinite_total),
+                steps_per_second=steps_in_window / elapsed if elapsed > 0 else math.nan,
+                epoch=(step + 1) / config.epoch_size,
+            )
+            window_start, steps_in_window = time.perf_counter(), 0
+        if epoch_done:
+            epoch_means = {k: v / epoch_count if epoch_count else math.nan for k, v in epoch_sums.items()}
+            scalars.update({f"epoch/{k}": v for k, v in epoch_means.items()})
+            logging.info(_epoch_line(config.stage, epoch, epoch_means))
+            epoch_sums, epoch_count = dict.fromkeys(epoch_keys, 0.0), 0
+        if scalars:
+            logger.write(step + 1, scalars)
+
+        if not metrics["finite"]:
+            skipped_in_row = int(state.nonfinite_consecutive)
+            logging.warning("step %d: non-finite loss or gradient; update skipped (%d in a row)", step, skipped_in_row)
+            if skipped_in_row >= config.max_consecutive_nonfinite:
+                progress.close()
+                raise NonFiniteTrainingError(
+                    f"{skipped_in_row} consecutive non-finite updates at step {step}; stopping. The last good "
+                    f"checkpoint in {checkpoints.directory} (step {checkpoints.latest_step()}) is intact. Set "
+                    "config.debug_nans=True to locate the first NaN, or resume with a smaller config.lr."
+                )
+        if epoch_done or last:
+            progress.close()
+            progress = None
+        epoch_number = (step + 1) // config.epoch_size
+        if (epoch_done and epoch_number % config.model_save_interval == 0) or last:
+            checkpoints.save(step + 1, jax.device_get(state), state_meta(config, step + 1, batches.get_state()))
+        test_due = config.model_test_interval > 0 and (
+            (epoch_done and epoch_number % config.model_test_interval == 0) or last
+        )
+        if test_set is not None and test_due:
+            logger.plot(PLOTTED[config.stage], title=f"DRNet stage {config.stage}")
+            outputs.write_all(config, modules, jax.device_get(state), test_set, workdir, epoch_number)
+    if progress is not None:
+        progress.close()
+    logger.close()
+    summary.update(
+        final_step=int(state.step),
+        final_metrics=metrics,
+        last_epoch_means=epoch_means,
+        skipped_steps=int(state.nonfinite_total),
+        checkpoints=checkpoints.all_steps(),
+    )
+    write_json(os.path.join(workdir, "summary.json"), summary)
+    return summary
+
+
+def train_both_stages(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Stage 1 into <workdir>/stage1, then stage 2 from it into <workdir>/stage2."""
+    first = stage_config(config, 1)
+    result1 = train_and_evaluate(first, os.path.join(workdir, "stage1"))
+    second = stage_config(config, 2)
+    second.stage1_workdir = os.path.join(workdir, "stage1")
+    result2 = train_and_evaluate(second, os.path.join(workdir, "stage2"))
+    return {"stage1": result1, "stage2": result2}
