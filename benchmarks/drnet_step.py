@@ -8,7 +8,9 @@ Cases (float32, random inputs, the library's own jitted training steps, the stat
   stage2   configs/drnet/moving_mnist.py:stage2 — batch 100, 10 + 10 frames, LSTM 256×2, the frozen
            stage-1 networks in BatchNorm train mode (the original's default)
 compile_s = trace + lower + XLA compile of the step; step_s = median of --reps steps after one warm-up
-step (each step waits for its result). The originals take 2.4 s (stage 1, dcgan_unet content) and
+step (each step waits for its result). Beside them: XLA's FLOP count of the step, the GFLOP/s achieved,
+and a 2048² float32 matmul probe taken right after (the share of the machine this run got), from which
+`idle_machine_estimate_s` scales the step time to an idle machine (an estimate, not a measurement). The originals take 2.4 s (stage 1, dcgan_unet content) and
 ≈2.7 s (stage 2) per step on this project's machine kind (shared/reference/performance.md); the
 issue's targets are ratios ≤ 0.80 and ≤ 0.30. Prints one line per case and writes JSON to --out.
 Timings on a shared machine are approximate: the load average is recorded beside them.
@@ -38,6 +40,7 @@ from drnet_jax.state import init_state  # noqa: E402
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ORIGINAL_SECONDS = {"stage1": 2.4, "stage2": 2.7}  # performance.md, same machine kind
 TARGET_RATIO = {"stage1": 0.80, "stage2": 0.30}
+IDLE_SGEMM_GFLOPS = 195.0  # performance.md: 2048² sgemm on an idle machine of this kind
 
 
 def _config(stage: int, conv_impl: str):
@@ -51,10 +54,27 @@ def _config(stage: int, conv_impl: str):
     return config
 
 
+def matmul_probe(size: int = 2048, reps: int = 3) -> float:
+    """GFLOP/s of a float32 (size × size) matmul right now: how much of the (shared) machine this run gets."""
+    a = jax.random.normal(jax.random.key(0), (size, size))
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(reps):
+        f(a).block_until_ready()
+    return 2 * size**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def _flops(compiled) -> float:
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    return float((analysis or {}).get("flops", float("nan")))
+
+
 def bench(stage: int, reps: int, conv_impl: str) -> dict:
     config = _config(stage, conv_impl)
     modules = DRNetModules.from_config(config)
-    stage1 = modules.init_stage1(jax.random.key(1)) if stage == 2 else None
+    stage1 = jax.jit(modules.init_stage1)(jax.random.key(1)) if stage == 2 else None
     state = init_state(config, modules, jax.random.key(0), stage1)
     frames = 4 if stage == 1 else config.n_past + config.n_future
     size = config.image_width
@@ -74,6 +94,8 @@ def bench(stage: int, reps: int, conv_impl: str) -> dict:
         times.append(time.perf_counter() - start)
     name = f"stage{stage}"
     step_s = statistics.median(times)
+    probe = matmul_probe()
+    flops = _flops(compiled)
     return {
         "case": name,
         "batch_size": config.batch_size,
@@ -88,6 +110,12 @@ def bench(stage: int, reps: int, conv_impl: str) -> dict:
         "ratio_to_original": step_s / ORIGINAL_SECONDS[name],
         "target_ratio": TARGET_RATIO[name],
         "final_loss": float(metrics["loss"]),
+        "xla_flops_per_step": flops,
+        "achieved_gflops": flops / step_s / 1e9,
+        "matmul_probe_gflops": probe,
+        # If the step ran at the same fraction of the matmul rate on an idle machine (performance.md: ≈190-200
+        # GFLOP/s for this sgemm): an estimate, not a measurement.
+        "idle_machine_estimate_s": step_s * probe / IDLE_SGEMM_GFLOPS,
     }
 
 
@@ -109,7 +137,8 @@ def main() -> None:
         print(
             f"{result['case']}: {result['step_s']:.3f} s/step (compile {result['compile_s']:.1f} s), "
             f"{result['ratio_to_original']:.2f} x the original's {result['original_s']} s "
-            f"(target <= {result['target_ratio']:.2f})",
+            f"(target <= {result['target_ratio']:.2f}); {result['achieved_gflops']:.0f} GFLOP/s while a 2048² "
+            f"sgemm got {result['matmul_probe_gflops']:.0f} (idle-machine estimate {result['idle_machine_estimate_s']:.2f} s)",
             flush=True,
         )
     report = {

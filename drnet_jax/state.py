@@ -91,7 +91,7 @@ def init_state(
     init_rng, state_rng, disc_rng = jax.random.split(rng, 3)
     tx = make_optimizer(config)
     if config.stage == 1:
-        params, batch_stats = modules.init_stage1(init_rng)
+        params, batch_stats = jax.jit(modules.init_stage1)(init_rng)  # one compiled program, not op by op
         main = TrainState.create(
             {k: params[k] for k in MAIN_NETWORKS}, tx, state_rng, frozen={"batch_stats": batch_stats}
         )
@@ -103,7 +103,7 @@ def init_state(
         raise ValueError("stage 2 needs the stage-1 networks (config.stage1_workdir)")
     params, batch_stats = stage1
     frozen = {"params": {k: params[k] for k in MAIN_NETWORKS}, "batch_stats": batch_stats}
-    return TrainState.create({"lstm": modules.init_lstm(init_rng)}, tx, state_rng, frozen=frozen)
+    return TrainState.create({"lstm": jax.jit(modules.init_lstm)(init_rng)}, tx, state_rng, frozen=frozen)
 
 
 def variables(state: Stage1State | TrainState) -> tuple[Params, BatchStats]:

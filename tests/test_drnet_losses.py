@@ -20,8 +20,8 @@ B, T = 4, 5
 def setup():
     config = stage_config(load_config_file("configs/drnet/tiny.py", "both"), 2)
     modules = DRNetModules.from_config(config)
-    params, stats = modules.init_stage1(jax.random.key(0))
-    params["lstm"] = modules.init_lstm(jax.random.key(1))
+    params, stats = jax.jit(modules.init_stage1)(jax.random.key(0))
+    params["lstm"] = jax.jit(modules.init_lstm)(jax.random.key(1))
     # Non-trivial running averages, so train mode (batch statistics) and eval mode differ visibly.
     stats = jax.tree.map(lambda x: x + 0.3 * jax.random.uniform(jax.random.key(2), x.shape), stats)
     videos = jax.random.uniform(jax.random.key(3), (B, T, 64, 64, 3))
@@ -106,16 +106,19 @@ def test_main_loss_terms_and_detached_targets(setup):
     config, modules, params, stats, videos = setup
     x = videos[:, :4]
     trained = {k: params[k] for k in ("content_encoder", "pose_encoder", "decoder")}
-    sd_params = {"scene_discriminator": params["scene_discriminator"]}
+    # A discriminator with O(1) logits, so the adversarial gradient is not negligible (fresh weights are N(0, 0.02)).
+    sd_params = {"scene_discriminator": jax.tree.map(lambda w: 25.0 * w, params["scene_discriminator"])}
     weight = 0.37  # large enough that the adversarial term shows in the total
-    loss, aux = losses.main_loss(modules, trained, sd_params, stats, x, weight)
+    objective = lambda tr: losses.main_loss(modules, tr, sd_params, stats, x, weight)
+    (loss, aux), got = jax.jit(jax.value_and_grad(objective, has_aux=True))(trained)
 
     (h_c1, skips1), _ = modules.encode_content(params, stats, x[:, 0], train=True)
     (h_c2, _), _ = modules.encode_content(params, stats, x[:, 1], train=True)
     h_p1 = modules.encode_pose(params, stats, x[:, 2], train=True)[0]
     h_p2 = modules.encode_pose(params, stats, x[:, 3], train=True)[0]
     rec = modules.decode(params, stats, h_c1, skips1, h_p1, train=True)[0]
-    logits = modules.discriminator_logits(params, h_p1, h_p2)
+    logits = modules.discriminator_logits(sd_params, h_p1, h_p2)
+    assert np.abs(np.asarray(logits)).max() > 0.1
     sim = np.mean((np.asarray(h_c1, np.float64) - np.asarray(h_c2)) ** 2)
     rec_np = np.mean((np.asarray(rec, np.float64) - np.asarray(x[:, 2])) ** 2)
     sd = np_bce(sigmoid(logits), 0.5)
@@ -134,9 +137,10 @@ def test_main_loss_terms_and_detached_targets(setup):
         adv = losses.bce_with_logits(modules.discriminator_logits(sd_params, p1, const_p2), 0.5)
         return losses.mse(c1, const_c2) + losses.mse(out, x[:, 2]) + weight * adv
 
-    got = jax.grad(lambda tr: losses.main_loss(modules, tr, sd_params, stats, x, weight)[0])(trained)
-    want = jax.grad(reference)(trained)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-7), got, want)
+    want = jax.jit(jax.grad(reference))(trained)
+    # (Conv biases feeding a BatchNorm have a zero gradient up to rounding: compare on the gradients' own scale.)
+    scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(want))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-4 * scale), got, want)
     # The adversarial term reaches EP (through h_p1) but the discriminator is not among the trained params.
     assert set(got) == {"content_encoder", "pose_encoder", "decoder"}
 

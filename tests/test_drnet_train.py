@@ -176,7 +176,7 @@ def test_stage2_keeps_the_stage1_networks_frozen_and_trains_the_lstm(trained_drn
     for key in ("content_encoder", "pose_encoder", "decoder"):
         jax.tree.map(np.testing.assert_array_equal, second.params[key], first.params[key])
         jax.tree.map(np.testing.assert_array_equal, second.batch_stats[key], first.batch_stats[key])
-    fresh = DRNetModules.from_config(second.config).init_lstm(jax.random.key(0))
+    fresh = jax.eval_shape(DRNetModules.from_config(second.config).init_lstm, jax.random.key(0))
     assert jax.tree.structure(fresh) == jax.tree.structure(second.params["lstm"])
     assert "scene_discriminator" in first.params and "scene_discriminator" not in second.params
 
@@ -215,7 +215,7 @@ def test_loss_on_four_devices_equals_one_device():
             # conv biases before BatchNorm) into ±lr differences; SGD keeps updates proportional to the gradients.
             config.batch_size, config.optimizer = 8, "sgd"
             modules = DRNetModules.from_config(config)
-            stage1 = modules.init_stage1(jax.random.key(5)) if stage == 2 else None
+            stage1 = jax.jit(modules.init_stage1)(jax.random.key(5)) if stage == 2 else None
             state = init_state(config, modules, jax.random.key(0), stage1)
             step = jax.jit(drnet_train.make_train_step(config, modules))
             videos = np.asarray(jax.random.uniform(jax.random.key(1), (8, frames, 64, 64, 3)))

@@ -671,6 +671,120 @@ def _blur_pool_fast_bwd(stride: int, h: int, w: int, _: None, dy: jax.Array) -> 
 _blur_pool_fast.defvjp(_blur_pool_fast_fwd, _blur_pool_fast_bwd)
 
 
+def _blur_operators(m: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """1-D BlurPool of a length-m signal as matrices over the zero-extended index ``[-lo, m + hi)``.
+
+    Returns ``(plain, correction)``, each ``(J, m + lo + hi)`` (column e = signal index e - lo):
+    ``plain[j, s*j + u] = f_u`` is the stride-s filter of the zero-extended signal, and
+    ``plain + correction`` is BlurPool's reflect-padded operator (which only reads indices [0, m)), so
+    ``correction`` is non-zero only in the first and last output rows.
+    """
+    lo, hi = BLUR_PAD
+    length = m + lo + hi
+    out_len = (length - len(BLUR_TAPS_1D)) // stride + 1
+    plain = np.zeros((out_len, length), np.float64)
+    reflect = np.zeros((out_len, length), np.float64)
+    for j in range(out_len):
+        for u, tap in enumerate(BLUR_TAPS_1D):
+            e = stride * j + u
+            plain[j, e] += tap
+            r = e - lo
+            r = -r if r < 0 else (2 * (m - 1) - r if r > m - 1 else r)
+            reflect[j, r + lo] += tap
+    return plain, reflect - plain
+
+
+def conv2d_blur_pool(
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    padding: int = 0,
+    blur_stride: int = 2,
+    impl: str | None = None,
+) -> jax.Array:
+    """``blur_pool(conv2d(x, kernel, bias, stride=1, padding), stride=blur_stride)`` with nothing in between.
+
+    The composition is linear, so 'fast' computes it as ONE stride-``blur_stride`` conv of x with the
+    combined ``(kh+3, kw+3)`` kernel (the 2-D convolution of the blur filter with ``kernel``) over x
+    zero-padded by ``padding + 1`` (top/left) -- that is the blur of the conv output *zero*-extended beyond
+    its edges -- plus exact corrections for BlurPool's reflect padding, which only touch the first and last
+    output rows and columns: with the 1-D operators ``B = B0 + D`` of :func:`_blur_operators` and C the conv
+    output on the extended grid, ``B_h C B_w^T = B0_h C B0_w^T + D_h C B_w^T + B0_h C D_w^T``, where the last
+    two terms need C only on a few rows / columns (a handful of thin convs). No full-resolution conv
+    output is ever formed: for the VDSM encoder's first layer (64x64x3 -> 63x63x32 -> 32x32x32) this is
+    ~2x faster forward and backward than conv then blur_pool. Results equal the composition up to float
+    rounding. XLA's conv computes the combined stride-2 conv (measured faster than im2col here).
+    'xla' runs :func:`conv2d` then :func:`blur_pool` (the reference).
+
+    Args:
+      x: ``(N, H, W, Cin)``.
+      kernel: HWIO ``(kh, kw, Cin, Cout)``; bias ``(Cout,)`` or None.
+      padding: the conv's symmetric zero padding.
+      blur_stride: BlurPool's stride.
+
+    Returns:
+      ``(N, Jh, Jw, Cout)`` with ``J = (M + 3 - 4) // blur_stride + 1`` for the conv output size M.
+    """
+    impl = _resolve_impl(impl)
+    padding = _check_int("padding", padding, 0)
+    stride = _check_int("blur_stride", blur_stride, 1)
+    if x.ndim != 4 or kernel.ndim != 4 or x.shape[-1] != kernel.shape[2]:
+        raise ValueError(
+            f"conv2d_blur_pool expects x (N,H,W,Cin) and kernel (kh,kw,Cin,Cout); got {x.shape} and {kernel.shape}"
+        )
+    n, h, w, cin = x.shape
+    kh, kw, _, cout = kernel.shape
+    mh, mw = _out_size(h, kh, 1, padding), _out_size(w, kw, 1, padding)
+    if min(mh, mw) <= max(BLUR_PAD):
+        raise ValueError(
+            f"conv2d_blur_pool: the conv output {mh}x{mw} is too small for BlurPool's reflect padding (needs >= 3)"
+        )
+    if impl == "xla":
+        return blur_pool(conv2d(x, kernel, bias, padding=padding, impl="xla"), stride=stride, impl="xla")
+    lo, hi = BLUR_PAD
+    taps = len(BLUR_TAPS_1D)
+    plain_h, corr_h = _blur_operators(mh, stride)
+    plain_w, corr_w = _blur_operators(mw, stride)
+    jh, jw = plain_h.shape[0], plain_w.shape[0]
+    # x zero-padded so that xz[i] = x[i - lo - padding]; the extended conv output is
+    # c[m, q] = sum_ab kernel[a, b] xz[m + lo + a, q + lo + b] for m in [-lo, M + hi).
+    need_h = max(stride * (jh - 1) + kh + taps - 1, mh + lo + hi + kh - 1)
+    need_w = max(stride * (jw - 1) + kw + taps - 1, mw + lo + hi + kw - 1)
+    xz = lax.pad(
+        x,
+        jnp.zeros((), x.dtype),
+        ((0, 0, 0), (lo + padding, need_h - h - lo - padding, 0), (lo + padding, need_w - w - lo - padding, 0), (0, 0, 0)),
+    )
+    f = np.asarray(BLUR_TAPS_1D, np.float64)
+    combined = jnp.zeros((kh + taps - 1, kw + taps - 1, cin, cout), kernel.dtype)
+    for u in range(taps):
+        for v in range(taps):
+            combined = combined.at[u : u + kh, v : v + kw].add(float(f[u] * f[v]) * kernel)
+    body = xz[:, : stride * (jh - 1) + kh + taps - 1, : stride * (jw - 1) + kw + taps - 1]
+    out = lax.conv_general_dilated(body, combined, (stride, stride), "VALID", dimension_numbers=_NHWC)
+
+    rows = np.flatnonzero(np.abs(corr_h).sum(axis=1))  # output rows with a correction
+    src_rows = np.flatnonzero(np.abs(corr_h).sum(axis=0))  # extended row indices (+lo) they read
+    if rows.size:
+        # C on the source rows (real columns only: the full W operator reads columns [0, M)).
+        slabs = jnp.concatenate([xz[:, e : e + kh, lo : lo + mw + kw - 1] for e in src_rows], axis=0)
+        c_rows = conv2d(slabs, kernel, impl="xla").reshape(src_rows.size, n, mw, cout)
+        mix = jnp.asarray(corr_h[np.ix_(rows, src_rows)], x.dtype)
+        term = jnp.einsum("re,enqo->nrqo", mix, c_rows)  # (N, rows, M_w, O)
+        out = out.at[:, rows].add(_blur_axis(term, 2, stride))
+    cols = np.flatnonzero(np.abs(corr_w).sum(axis=1))
+    src_cols = np.flatnonzero(np.abs(corr_w).sum(axis=0))
+    if cols.size:
+        # C on the source columns over every extended row, then the plain filter along H.
+        slabs = jnp.concatenate([xz[:, : mh + lo + hi + kh - 1, e : e + kw] for e in src_cols], axis=0)
+        c_cols = conv2d(slabs, kernel, impl="xla").reshape(src_cols.size, n, mh + lo + hi, cout)
+        mix = jnp.asarray(corr_w[np.ix_(cols, src_cols)], x.dtype)
+        term = jnp.einsum("jm,ce,enmo->njco", jnp.asarray(plain_h, x.dtype), mix, c_cols)  # (N, Jh, cols, O)
+        out = out.at[:, :, cols].add(term)
+    return out if bias is None else out + bias
+
+
 def max_pool2d(
     x: jax.Array, *, window: int, stride: int | None = None, padding: int = 0, impl: str | None = None
 ) -> jax.Array:
