@@ -694,6 +694,20 @@ def _blur_operators(m: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     return plain, reflect - plain
 
 
+def _scatter_rows(values: jax.Array, index: np.ndarray, size: int, axis: int) -> jax.Array:
+    """Place ``values`` (``len(index)`` along ``axis``) at the static positions ``index`` of a zero array of
+    length ``size`` along that axis, as zero blocks and slices concatenated (fuses into the consumer's add)."""
+    parts, prev = [], 0
+    for k, i in enumerate(index):
+        if i > prev:
+            parts.append(jnp.zeros(values.shape[:axis] + (i - prev,) + values.shape[axis + 1 :], values.dtype))
+        parts.append(lax.slice_in_dim(values, k, k + 1, axis=axis))
+        prev = i + 1
+    if size > prev:
+        parts.append(jnp.zeros(values.shape[:axis] + (size - prev,) + values.shape[axis + 1 :], values.dtype))
+    return jnp.concatenate(parts, axis=axis)
+
+
 def conv2d_blur_pool(
     x: jax.Array,
     kernel: jax.Array,
@@ -754,7 +768,12 @@ def conv2d_blur_pool(
     xz = lax.pad(
         x,
         jnp.zeros((), x.dtype),
-        ((0, 0, 0), (lo + padding, need_h - h - lo - padding, 0), (lo + padding, need_w - w - lo - padding, 0), (0, 0, 0)),
+        (
+            (0, 0, 0),
+            (lo + padding, need_h - h - lo - padding, 0),
+            (lo + padding, need_w - w - lo - padding, 0),
+            (0, 0, 0),
+        ),
     )
     f = np.asarray(BLUR_TAPS_1D, np.float64)
     combined = jnp.zeros((kh + taps - 1, kw + taps - 1, cin, cout), kernel.dtype)
@@ -764,24 +783,21 @@ def conv2d_blur_pool(
     body = xz[:, : stride * (jh - 1) + kh + taps - 1, : stride * (jw - 1) + kw + taps - 1]
     out = lax.conv_general_dilated(body, combined, (stride, stride), "VALID", dimension_numbers=_NHWC)
 
-    rows = np.flatnonzero(np.abs(corr_h).sum(axis=1))  # output rows with a correction
-    src_rows = np.flatnonzero(np.abs(corr_h).sum(axis=0))  # extended row indices (+lo) they read
+    # Reflect corrections: C on a few extended rows (real columns only: B_w reads columns [0, M)) and on a
+    # few extended columns (every extended row), each as ONE conv whose stride steps from slab to slab.
+    rows, src_rows = np.flatnonzero(np.abs(corr_h).sum(axis=1)), np.flatnonzero(np.abs(corr_h).sum(axis=0))
+    cols, src_cols = np.flatnonzero(np.abs(corr_w).sum(axis=1)), np.flatnonzero(np.abs(corr_w).sum(axis=0))
     if rows.size:
-        # C on the source rows (real columns only: the full W operator reads columns [0, M)).
-        slabs = jnp.concatenate([xz[:, e : e + kh, lo : lo + mw + kw - 1] for e in src_rows], axis=0)
-        c_rows = conv2d(slabs, kernel, impl="xla").reshape(src_rows.size, n, mw, cout)
-        mix = jnp.asarray(corr_h[np.ix_(rows, src_rows)], x.dtype)
-        term = jnp.einsum("re,enqo->nrqo", mix, c_rows)  # (N, rows, M_w, O)
-        out = out.at[:, rows].add(_blur_axis(term, 2, stride))
-    cols = np.flatnonzero(np.abs(corr_w).sum(axis=1))
-    src_cols = np.flatnonzero(np.abs(corr_w).sum(axis=0))
+        slabs = jnp.concatenate([xz[:, e : e + kh, lo : lo + mw + kw - 1] for e in src_rows], axis=1)
+        c_rows = lax.conv_general_dilated(slabs, kernel, (kh, 1), "VALID", dimension_numbers=_NHWC)  # (N, E, Mw, O)
+        term = jnp.einsum("re,neqo->nrqo", jnp.asarray(corr_h[np.ix_(rows, src_rows)], x.dtype), c_rows)
+        out = out + _scatter_rows(_blur_axis(term, 2, stride), rows, jh, axis=1)
     if cols.size:
-        # C on the source columns over every extended row, then the plain filter along H.
-        slabs = jnp.concatenate([xz[:, : mh + lo + hi + kh - 1, e : e + kw] for e in src_cols], axis=0)
-        c_cols = conv2d(slabs, kernel, impl="xla").reshape(src_cols.size, n, mh + lo + hi, cout)
+        slabs = jnp.concatenate([xz[:, : mh + lo + hi + kh - 1, e : e + kw] for e in src_cols], axis=2)
+        c_cols = lax.conv_general_dilated(slabs, kernel, (1, kw), "VALID", dimension_numbers=_NHWC)  # (N, Le, E, O)
         mix = jnp.asarray(corr_w[np.ix_(cols, src_cols)], x.dtype)
-        term = jnp.einsum("jm,ce,enmo->njco", jnp.asarray(plain_h, x.dtype), mix, c_cols)  # (N, Jh, cols, O)
-        out = out.at[:, :, cols].add(term)
+        term = jnp.einsum("jm,ce,nmeo->njco", jnp.asarray(plain_h, x.dtype), mix, c_cols)  # (N, Jh, cols, O)
+        out = out + _scatter_rows(term, cols, jw, axis=2)
     return out if bias is None else out + bias
 
 
