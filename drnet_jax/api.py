@@ -39,6 +39,7 @@ from drnet_jax.config_defaults import stage_config
 from drnet_jax.models import BatchStats, DRNetModules, LSTMCarry, Params
 from drnet_jax.networks import expected_skip_shapes
 from drnet_jax.state import config_from_meta, read_meta, restore_state, variables
+from drnet_jax.torch_import import is_torch_checkpoint_path, load_torch_checkpoint
 
 DEFAULT_CHUNK = 50
 
@@ -126,10 +127,23 @@ class DRNet:
         step: int | None = None,
         batch_statistics: bool = False,
     ) -> DRNet:
-        """Load a drnet_jax run (its workdir or checkpoints folder; newest step unless `step`).
+        """Load a drnet_jax run (its workdir or checkpoints folder; newest step unless `step`), or an authors'
+        PyTorch checkpoint (a path ending in .pth / .pt, or any file; see drnet_jax.torch_import).
 
-        `config` defaults to the one stored in the checkpoint; a given config must match its shapes.
+        `config` defaults to the one stored in the run's checkpoint; a given config must match its shapes. A torch
+        checkpoint needs `config` (its networks' models and sizes; its stage must be the file's, or 0 for either).
         """
+        if is_torch_checkpoint_path(workdir_or_path):
+            if config is None:
+                raise ValueError(
+                    f"{workdir_or_path}: loading a torch checkpoint needs the config of its networks "
+                    "(the get_config() of the configs/drnet/*.py file that describes them)"
+                )
+            if step is not None:
+                raise ValueError(f"{workdir_or_path}: a torch checkpoint holds one state; step={step} does not apply")
+            loaded = load_torch_checkpoint(os.fspath(workdir_or_path), config)
+            modules = DRNetModules.from_config(loaded.config)
+            return cls(modules, loaded.params, loaded.batch_stats, loaded.config, batch_statistics)
         meta = read_meta(workdir_or_path, step)
         config = config_from_meta(meta) if config is None else stage_config(config, meta["stage"])
         modules = DRNetModules.from_config(config)

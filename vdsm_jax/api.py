@@ -2,6 +2,7 @@
 
     from vdsm_jax import VDSM
     model = VDSM.from_checkpoint("runs/sprites/stage2")      # a workdir or its checkpoints folder
+    model = VDSM.from_checkpoint("200_VDSM_seq.pth", config)  # or an original PyTorch checkpoint + its config
     codes = model.encode(videos)                             # videos: float (B, T, H, W, C) in [0, 1]
     codes["identity"]   # (B, n_e_w) on the simplex, softmax(test_temp_id · id_loc)
     codes["dynamics"]   # (B, dynamics_dim), the dz posterior mean (stage-2 models)
@@ -31,6 +32,12 @@ import numpy as np
 from vdsm_jax.config_defaults import stage_config
 from vdsm_jax.models import Params, VDSMModules, identity_weights
 from vdsm_jax.state import all_params, config_from_meta, read_meta, restore_state
+
+
+def _is_torch_file(path: str | os.PathLike) -> bool:
+    """An original PyTorch checkpoint rather than a vdsm_jax workdir: *.pth / *.pt, or a file (not a folder)."""
+    path = os.fspath(path)
+    return path.endswith((".pth", ".pt")) or os.path.isfile(path)
 
 
 def _has_dynamics(params: Params) -> bool:
@@ -90,15 +97,39 @@ class VDSM:
         config: ml_collections.ConfigDict | None = None,
         step: int | None = None,
     ) -> VDSM:
-        """Load a vdsm_jax run (its workdir or checkpoints folder; newest step unless `step`).
+        """Load a vdsm_jax run (its workdir or checkpoints folder; newest step unless `step`), or an original
+        PyTorch checkpoint (`{epoch}_VDSM_EncDec.pth` / `{epoch}_VDSM_seq.pth`: a path ending in .pth/.pt or any
+        file that is not a folder).
 
-        `config` defaults to the one stored in the checkpoint; a given config must match its shapes.
+        `config` defaults to the one stored in the checkpoint; a given config must match its shapes. A torch
+        checkpoint stores no config, so `config` is required then (its stage must match the file's; a config
+        with stage 0, "both", takes the file's stage).
         """
+        if _is_torch_file(workdir_or_path):
+            return cls._from_torch_file(workdir_or_path, config, step)
         meta = read_meta(workdir_or_path, step)
         config = config_from_meta(meta) if config is None else stage_config(config, meta["stage"])
         modules = VDSMModules.from_config(config)
         state, _ = restore_state(config, modules, workdir_or_path, step)
         return cls(modules, jax.device_get(all_params(state)), config)
+
+    @classmethod
+    def _from_torch_file(
+        cls, path: str | os.PathLike, config: ml_collections.ConfigDict | None, step: int | None
+    ) -> VDSM:
+        from vdsm_jax.torch_import import load_torch_checkpoint
+
+        if config is None:
+            raise ValueError(
+                f"{path}: a PyTorch VDSM checkpoint holds no config; pass the run's config "
+                "(e.g. configs/vdsm/<name>.py with the original's z_dim, n_e_w, dynamics_dim, rnn_dim, rnn_layers)"
+            )
+        if step is not None:
+            raise ValueError(f"{path}: `step` selects a vdsm_jax checkpoint; a .pth file holds one epoch")
+        checkpoint = load_torch_checkpoint(path, config)
+        config = stage_config(config, checkpoint.stage)
+        params = jax.tree.map(jnp.asarray, checkpoint.params)
+        return cls(VDSMModules.from_config(config), params, config)
 
     @property
     def stage(self) -> int:
