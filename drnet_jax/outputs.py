@@ -18,56 +18,26 @@ Stage 2 (the frozen networks' BatchNorm as in training, config.frozen_bn_train_m
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import ml_collections
 import numpy as np
 
-from data_prep.input_pipeline import make_batches
 from drnet_jax.api import DRNet
 from drnet_jax.models import DRNetModules
 from drnet_jax.state import variables
-from vdcore import images
-from vdcore.files import atomic_write
+from vdcore import images, training
+from vdcore.files import write_npz
+from vdcore.training import TestSet
 
 MAX_GRID_COLUMNS = 20
 
 
-@dataclasses.dataclass
-class TestSet:
-    videos: np.ndarray  # (N, T, S, S, nc) float32 in [0, 1]; T = max_step (stage 1) or n_past + n_future
-    labels: dict[str, np.ndarray]
-
-    @classmethod
-    def load(cls, config: ml_collections.ConfigDict) -> TestSet:
-        if config.stage == 1:
-            kind, args = "window", {"seq_len": config.max_step}
-        else:
-            kind, args = "drnet_stage2", {"n_past": config.n_past, "n_future": config.n_future}
-        batch = next(
-            make_batches(
-                config.dataset,
-                config.test_split,
-                kind,
-                args,
-                batch_size=config.num_test_sequences,
-                data_dir=config.data_dir,
-                config=config.dataset_config,
-                seed=config.seed + 1,
-                num_devices=1,
-                read_threads=0,
-            )
-        )
-        return cls(batch["video"], {k: v for k, v in batch.items() if k != "video"})
-
-
-def _save_npz(path: str, **arrays: np.ndarray) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-
-    atomic_write(path, write)
+def load_test_set(config: ml_collections.ConfigDict) -> TestSet:
+    """The fixed test clips: max_step frames (stage 1) or n_past + n_future frames (stage 2)."""
+    if config.stage == 1:
+        return training.load_test_set(config, "window", {"seq_len": config.max_step})
+    return training.load_test_set(config, "drnet_stage2", {"n_past": config.n_past, "n_future": config.n_future})
 
 
 def analogy_grid(content_frames: np.ndarray, pose_frames: np.ndarray, analogies: np.ndarray) -> np.ndarray:
@@ -107,7 +77,7 @@ def write_stage1(model: DRNet, test: TestSet, out_dir: str, tag: str, fps: float
     poses = model.pose(videos.reshape(-1, *videos.shape[2:])).reshape(n, videos.shape[1], -1)
     exported = {f"label_{k}": np.asarray(v) for k, v in test.labels.items()}
     paths["codes"] = os.path.join(out_dir, f"codes_{tag}.npz")
-    _save_npz(paths["codes"], inputs=videos, content=content, poses=poses, analogies=analogies, **exported)
+    write_npz(paths["codes"], inputs=videos, content=content, poses=poses, analogies=analogies, **exported)
     return paths
 
 

@@ -26,6 +26,8 @@ import optax
 
 from drnet_jax.models import BN_NETWORKS, BatchStats, DRNetModules, Params
 from vdcore.checkpoint import Checkpointer, open_run_checkpoints, read_run_meta
+from vdcore.run_config import config_from_meta as config_from_meta  # re-exported
+from vdcore.run_config import run_meta
 from vdcore.train_state import TrainState
 
 META_FORMAT = "drnet_jax.checkpoint/1"
@@ -167,15 +169,4 @@ def load_stage1_variables(config: ml_collections.ConfigDict) -> tuple[Params, Ba
 
 
 def state_meta(config: ml_collections.ConfigDict, step: int, data_state: Any) -> dict[str, Any]:
-    return {
-        "format": META_FORMAT,
-        "stage": config.stage,
-        "step": int(step),
-        "epoch": int(step) // config.epoch_size,
-        "config": config.to_dict(),
-        "data_state": data_state,
-    }
-
-
-def config_from_meta(meta: dict) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(meta["config"])
+    return run_meta(META_FORMAT, config, step, config.epoch_size, data_state)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +25,7 @@ import optax
 from absl import logging
 from tqdm import tqdm
 
-from data_prep.input_pipeline import ensure_built, make_batches
+from data_prep.input_pipeline import Batches, ensure_built
 from drnet_jax import losses
 from drnet_jax.config_defaults import check_config, stage_config
 from drnet_jax.models import DRNetModules
@@ -38,11 +37,12 @@ from drnet_jax.state import (
     restore_state,
     state_meta,
 )
+from vdcore import training
 from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from vdcore.files import write_json
 from vdcore.metrics_log import MetricsLogger
 from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
-from vdcore.train_state import NonFiniteTrainingError, TrainState, apply_gradients_if_finite
+from vdcore.train_state import TrainState, apply_gradients_if_finite
 
 Step = Callable[[Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
 # Per-step metrics averaged over each epoch (the original prints rec loss, sim loss and discriminator accuracy).
@@ -156,27 +156,8 @@ def sampler_args(config: ml_collections.ConfigDict) -> tuple[str, dict[str, Any]
     return "drnet_stage2", {"n_past": config.n_past, "n_future": config.n_future}
 
 
-def make_train_batches(config: ml_collections.ConfigDict, num_devices: int):
-    kind, args = sampler_args(config)
-    return make_batches(
-        config.dataset,
-        config.train_split,
-        kind,
-        args,
-        batch_size=config.batch_size,
-        data_dir=config.data_dir,
-        config=config.dataset_config,
-        seed=config.seed,
-        num_devices=num_devices,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        read_threads=config.read_threads,
-        prefetch=config.prefetch,
-    )
-
-
-def _host(metrics: dict[str, jax.Array]) -> dict[str, float]:
-    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+def make_train_batches(config: ml_collections.ConfigDict, num_devices: int) -> Batches:
+    return training.make_train_batches(config, *sampler_args(config), config.batch_size, num_devices)
 
 
 def _epoch_line(stage: int, epoch: int, means: dict[str, float]) -> str:
@@ -208,50 +189,45 @@ def train_and_evaluate(
 
     modules = DRNetModules.from_config(config)
     mesh = data_mesh()
-    replicated = replicated_sharding(mesh)
     checkpoints = Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR), max_to_keep=config.keep_checkpoints)
     batches = make_train_batches(config, mesh.size)
 
-    if checkpoints.latest_step() is not None:
-        state, meta = restore_state(config, modules, workdir)
-        batches.set_state(meta["data_state"])
-        logging.info("resumed %s from step %d (epoch %d)", workdir, meta["step"], meta["epoch"])
-    else:
+    def init():
         stage1 = load_stage1_variables(config) if config.stage == 2 else None
-        state = init_state(config, modules, jax.random.key(config.seed), stage1)
-    state = jax.device_put(state, replicated)
+        return init_state(config, modules, jax.random.key(config.seed), stage1)
+
+    state, _ = training.restore_or_init(checkpoints, batches, lambda: restore_state(config, modules, workdir), init)
+    state = jax.device_put(state, replicated_sharding(mesh))
 
     train_step = jax.jit(make_train_step(config, modules), donate_argnums=0)
     logger = MetricsLogger(workdir)
     total_steps = config.niter * config.epoch_size
+    clock = training.EpochClock(config.epoch_size, total_steps, config.model_save_interval, config.model_test_interval)
     start_step = int(state.step)
     summary: dict[str, Any] = {"stage": config.stage, "workdir": os.path.abspath(workdir), "start_step": start_step}
-    test_set = None
-    if jax.process_index() == 0 and config.model_test_interval > 0:
-        test_set = outputs.TestSet.load(config)
+    test_set = outputs.load_test_set(config) if jax.process_index() == 0 and config.model_test_interval > 0 else None
 
     epoch_keys = EPOCH_METRICS[config.stage]
     epoch_sums = dict.fromkeys(epoch_keys, 0.0)
     epoch_count = 0
     epoch_means: dict[str, float] = {}
     progress = None
-    window_start, steps_in_window = time.perf_counter(), 0
+    rate = training.StepRate()
     metrics: dict[str, float] = {}
     for step in range(start_step, total_steps):
         if stop_after_steps is not None and step - start_step >= stop_after_steps:
             break
-        epoch = step // config.epoch_size
         if progress is None:
             progress = tqdm(
                 total=config.epoch_size,
                 initial=step % config.epoch_size,
-                desc=f"DRNet stage {config.stage} epoch {epoch}",
+                desc=f"DRNet stage {config.stage} epoch {step // config.epoch_size}",
                 unit="step",
             )
         videos = shard_batch({"video": next(batches)["video"]}, mesh)["video"]
         state, step_metrics = train_step(state, videos)
-        metrics = _host(step_metrics)
-        steps_in_window += 1
+        metrics = training.host_scalars(step_metrics)
+        rate.tick()
         progress.update(1)
         progress.set_postfix({k: f"{metrics[k]:.4g}" for k in epoch_keys[:3]})
         if metrics["finite"]:
@@ -259,45 +235,37 @@ def train_and_evaluate(
             for key in epoch_keys:
                 epoch_sums[key] += metrics[key]
 
+        epoch_done, epoch_number, save_due, test_due = clock.after(step)
         scalars: dict[str, float] = {}
-        epoch_done = (step + 1) % config.epoch_size == 0
-        last = step + 1 == total_steps
-        if (step + 1) % config.log_every_steps == 0 or last:
-            elapsed = time.perf_counter() - window_start
+        if (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps:
             scalars.update({k: v for k, v in metrics.items() if not k.endswith("finite")})
             scalars.update(
                 skipped_steps=int(state.nonfinite_total),
-                steps_per_second=steps_in_window / elapsed if elapsed > 0 else math.nan,
+                steps_per_second=rate.rate(),
                 epoch=(step + 1) / config.epoch_size,
             )
-            window_start, steps_in_window = time.perf_counter(), 0
         if epoch_done:
             epoch_means = {k: v / epoch_count if epoch_count else math.nan for k, v in epoch_sums.items()}
             scalars.update({f"epoch/{k}": v for k, v in epoch_means.items()})
-            logging.info(_epoch_line(config.stage, epoch, epoch_means))
+            logging.info(_epoch_line(config.stage, epoch_number - 1, epoch_means))
             epoch_sums, epoch_count = dict.fromkeys(epoch_keys, 0.0), 0
         if scalars:
             logger.write(step + 1, scalars)
 
         if not metrics["finite"]:
-            skipped_in_row = int(state.nonfinite_consecutive)
-            logging.warning("step %d: non-finite loss or gradient; update skipped (%d in a row)", step, skipped_in_row)
-            if skipped_in_row >= config.max_consecutive_nonfinite:
-                progress.close()
-                raise NonFiniteTrainingError(
-                    f"{skipped_in_row} consecutive non-finite updates at step {step}; stopping. The last good "
-                    f"checkpoint in {checkpoints.directory} (step {checkpoints.latest_step()}) is intact. Set "
-                    "config.debug_nans=True to locate the first NaN, or resume with a smaller config.lr."
-                )
-        if epoch_done or last:
+            training.raise_if_too_many_nonfinite(
+                step,
+                int(state.nonfinite_consecutive),
+                config.max_consecutive_nonfinite,
+                checkpoints,
+                "resume with a smaller config.lr",
+                progress,
+            )
+        if epoch_done or step + 1 == total_steps:
             progress.close()
             progress = None
-        epoch_number = (step + 1) // config.epoch_size
-        if (epoch_done and epoch_number % config.model_save_interval == 0) or last:
+        if save_due:
             checkpoints.save(step + 1, jax.device_get(state), state_meta(config, step + 1, batches.get_state()))
-        test_due = config.model_test_interval > 0 and (
-            (epoch_done and epoch_number % config.model_test_interval == 0) or last
-        )
         if test_set is not None and test_due:
             logger.plot(PLOTTED[config.stage], title=f"DRNet stage {config.stage}")
             outputs.write_all(config, modules, jax.device_get(state), test_set, workdir, epoch_number)
@@ -317,9 +285,4 @@ def train_and_evaluate(
 
 def train_both_stages(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Stage 1 into <workdir>/stage1, then stage 2 from it into <workdir>/stage2."""
-    first = stage_config(config, 1)
-    result1 = train_and_evaluate(first, os.path.join(workdir, "stage1"))
-    second = stage_config(config, 2)
-    second.stage1_workdir = os.path.join(workdir, "stage1")
-    result2 = train_and_evaluate(second, os.path.join(workdir, "stage2"))
-    return {"stage1": result1, "stage2": result2}
+    return training.train_both_stages(train_and_evaluate, config, workdir)

@@ -20,6 +20,7 @@ from drnet_jax.models import DRNetModules
 from drnet_jax.state import Stage1State, init_state
 from vdcore.checkpoint import Checkpointer
 from vdcore.tensorboard import read_scalars
+from vdcore.train_state import NonFiniteTrainingError
 
 LOSS_KEYS = {1: ("loss", "rec_loss", "sim_loss", "sd_loss", "disc_bce", "disc_acc"), 2: ("loss", "mse")}
 
@@ -128,9 +129,7 @@ def test_consecutive_nonfinite_steps_stop_the_run_and_keep_the_checkpoint(tmp_pa
 
     monkeypatch.setattr(drnet_train, "make_train_batches", poisoned)
     config = _tiny(tiny_moving_mnist, max_consecutive_nonfinite=2)
-    with pytest.raises(
-        drnet_train.NonFiniteTrainingError, match=r"2 consecutive non-finite updates.*step 2\) is intact"
-    ):
+    with pytest.raises(NonFiniteTrainingError, match=r"2 consecutive non-finite updates.*step 2\) is intact"):
         drnet_train.train_and_evaluate(config, str(tmp_path / "run"))
     assert Checkpointer(tmp_path / "run" / "checkpoints").all_steps() == [2]
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]

@@ -15,6 +15,7 @@ from conftest import REPO_ROOT, load_config_file
 
 from vdcore.checkpoint import Checkpointer
 from vdcore.tensorboard import read_scalars
+from vdcore.train_state import NonFiniteTrainingError
 from vdsm_jax import train as vdsm_train
 from vdsm_jax.config_defaults import stage_config
 from vdsm_jax.models import VDSMModules
@@ -100,9 +101,7 @@ def test_consecutive_nonfinite_steps_stop_the_run_and_keep_the_checkpoint(tmp_pa
 
     monkeypatch.setattr(vdsm_train, "make_train_batches", poisoned)
     config = _tiny(tiny_moving_mnist, max_consecutive_nonfinite=2)
-    with pytest.raises(
-        vdsm_train.NonFiniteTrainingError, match=r"2 consecutive non-finite updates.*step 2\) is intact"
-    ):
+    with pytest.raises(NonFiniteTrainingError, match=r"2 consecutive non-finite updates.*step 2\) is intact"):
         vdsm_train.train_and_evaluate(config, str(tmp_path / "run"))
     assert Checkpointer(tmp_path / "run" / "checkpoints").all_steps() == [2]
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]

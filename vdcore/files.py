@@ -31,3 +31,14 @@ def write_json(path: str | os.PathLike, obj: object) -> str:
             json.dump(obj, f, indent=2)
 
     return atomic_write(path, dump)
+
+
+def write_npz(path: str | os.PathLike, **arrays: object) -> str:
+    """A compressed .npz of the named arrays, written atomically."""
+    import numpy as np
+
+    def dump(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    return atomic_write(path, dump)

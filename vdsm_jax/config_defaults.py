@@ -12,6 +12,8 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from vdcore.run_config import stage_config as stage_config  # re-exported
+
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -101,17 +103,3 @@ def base_config() -> ml_collections.ConfigDict:
         }
     )
     return c
-
-
-def stage_config(config: ml_collections.ConfigDict, stage: int) -> ml_collections.ConfigDict:
-    """The flat config one stage runs with: for stage 2 the `stage2` overrides replace the top-level values."""
-    if stage not in (1, 2):
-        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
-    resolved = ml_collections.ConfigDict(config.to_dict())
-    if stage == 2:
-        for key, value in config.stage2.items():
-            if key not in resolved:
-                raise ValueError(f"config.stage2.{key} overrides no known config field")
-            resolved[key] = value
-    resolved.stage = stage
-    return resolved

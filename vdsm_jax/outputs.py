@@ -14,56 +14,27 @@ For N = config.num_test_sequences fixed test sequences (seeded, from the test sp
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import jax
 import ml_collections
 import numpy as np
 
-from data_prep.input_pipeline import make_batches
-from vdcore import images
-from vdcore.files import atomic_write
+from vdcore import images, training
+from vdcore.files import write_npz
 from vdcore.train_state import TrainState
+from vdcore.training import TestSet
 from vdsm_jax.api import VDSM
 from vdsm_jax.models import VDSMModules
 from vdsm_jax.state import all_params
 
 
-@dataclasses.dataclass
-class TestSet:
-    videos: np.ndarray  # (N, T, H, W, C) float32 in [0, 1]
-    labels: dict[str, np.ndarray]
+def load_test_set(config: ml_collections.ConfigDict) -> TestSet:
+    """The fixed test clips, sampled as the stage's training batches but never flipped."""
+    from vdsm_jax.train import sampler_args
 
-    @classmethod
-    def load(cls, config: ml_collections.ConfigDict) -> TestSet:
-        from vdsm_jax.train import sampler_args
-
-        kind, args = sampler_args(config)
-        args = {**args, "flip_prob": 0.0} if "flip_prob" in args else args
-        batch = next(
-            make_batches(
-                config.dataset,
-                config.test_split,
-                kind,
-                args,
-                batch_size=config.num_test_sequences,
-                data_dir=config.data_dir,
-                config=config.dataset_config,
-                seed=config.seed + 1,
-                num_devices=1,
-                read_threads=0,
-            )
-        )
-        return cls(batch["video"], {k: v for k, v in batch.items() if k != "video"})
-
-
-def _save_npz(path: str, **arrays: np.ndarray) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-
-    atomic_write(path, write)
+    kind, args = sampler_args(config)
+    return training.load_test_set(config, kind, {**args, "flip_prob": 0.0} if "flip_prob" in args else args)
 
 
 def write_all(
@@ -106,5 +77,5 @@ def write_all(
     exported = {f"code_{k}": v for k, v in codes.items()}
     exported.update({f"label_{k}": np.asarray(v) for k, v in test.labels.items()})
     paths["codes"] = os.path.join(out_dir, f"codes_{tag}.npz")
-    _save_npz(paths["codes"], inputs=videos, reconstructions=recon, swaps=swaps, samples=samples, **exported)
+    write_npz(paths["codes"], inputs=videos, reconstructions=recon, swaps=swaps, samples=samples, **exported)
     return paths

@@ -17,6 +17,8 @@ import ml_collections
 import optax
 
 from vdcore.checkpoint import Checkpointer, open_run_checkpoints, read_run_meta
+from vdcore.run_config import config_from_meta as config_from_meta  # re-exported
+from vdcore.run_config import run_meta
 from vdcore.train_state import TrainState
 from vdsm_jax.models import FROZEN_IN_STAGE2, Params, VDSMModules
 
@@ -99,15 +101,4 @@ def load_stage1_params(config: ml_collections.ConfigDict, modules: VDSMModules) 
 
 
 def state_meta(config: ml_collections.ConfigDict, step: int, data_state: Any) -> dict[str, Any]:
-    return {
-        "format": META_FORMAT,
-        "stage": config.stage,
-        "step": int(step),
-        "epoch": int(step) // config.bs_per_epoch,
-        "config": config.to_dict(),
-        "data_state": data_state,
-    }
-
-
-def config_from_meta(meta: dict) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(meta["config"])
+    return run_meta(META_FORMAT, config, step, config.bs_per_epoch, data_state)

@@ -10,9 +10,7 @@ axis 'data'; jit partitions the computation over every device.
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,17 +18,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from absl import logging
 from tqdm import tqdm
 
-from data_prep.input_pipeline import ensure_built, make_batches
+from data_prep.input_pipeline import Batches, ensure_built
+from vdcore import training
 from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from vdcore.files import write_json
 from vdcore.metrics_log import MetricsLogger
+from vdcore.run_config import stage_config
 from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
-from vdcore.train_state import NonFiniteTrainingError, TrainState, apply_gradients_if_finite
+from vdcore.train_state import TrainState, apply_gradients_if_finite
 from vdsm_jax import objectives
-from vdsm_jax.config_defaults import stage_config
 from vdsm_jax.models import VDSMModules
 from vdsm_jax.schedules import VDSMSchedules, make_schedules, values_at
 from vdsm_jax.state import (
@@ -81,33 +79,14 @@ def sampler_args(config: ml_collections.ConfigDict) -> tuple[str, dict[str, Any]
     return "vdsm_stage2", {"seq_len": config.seq_len}
 
 
-def make_train_batches(config: ml_collections.ConfigDict, num_devices: int):
-    kind, args = sampler_args(config)
-    return make_batches(
-        config.dataset,
-        config.train_split,
-        kind,
-        args,
-        batch_size=config.bs,
-        data_dir=config.data_dir,
-        config=config.dataset_config,
-        seed=config.seed,
-        num_devices=num_devices,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        read_threads=config.read_threads,
-        prefetch=config.prefetch,
-    )
+def make_train_batches(config: ml_collections.ConfigDict, num_devices: int) -> Batches:
+    return training.make_train_batches(config, *sampler_args(config), config.bs, num_devices)
 
 
 def _with_lr(state: TrainState, lr: float) -> TrainState:
     opt_state = state.opt_state
     hyperparams = dict(opt_state.hyperparams, learning_rate=jnp.asarray(lr, jnp.float32))
     return state.replace(opt_state=opt_state._replace(hyperparams=hyperparams))
-
-
-def _scalar_metrics(metrics: dict[str, jax.Array]) -> dict[str, float]:
-    return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
 def train_and_evaluate(
@@ -131,72 +110,67 @@ def train_and_evaluate(
     schedules = make_schedules(config)
     tx = make_optimizer(config)
     mesh = data_mesh()
-    replicated = replicated_sharding(mesh)
     checkpoints = Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR), max_to_keep=config.keep_checkpoints)
     batches = make_train_batches(config, mesh.size)
 
-    if checkpoints.latest_step() is not None:
-        state, meta = restore_state(config, modules, workdir)
-        batches.set_state(meta["data_state"])
-        if config.lr_resume is not None:
-            state = _with_lr(state, config.lr_resume)
-        logging.info("resumed %s from step %d (epoch %d)", workdir, meta["step"], meta["epoch"])
-    else:
+    def init():
         stage1_params = load_stage1_params(config, modules) if config.stage == 2 else None
-        state = init_state(config, modules, jax.random.key(config.seed), stage1_params)
-    state = jax.device_put(state, replicated)
+        return init_state(config, modules, jax.random.key(config.seed), stage1_params)
+
+    state, resumed = training.restore_or_init(
+        checkpoints, batches, lambda: restore_state(config, modules, workdir), init
+    )
+    if resumed is not None and config.lr_resume is not None:
+        state = _with_lr(state, config.lr_resume)
+    state = jax.device_put(state, replicated_sharding(mesh))
 
     train_step = jax.jit(make_train_step(modules, config.stage, tx, schedules, config.num_particles), donate_argnums=0)
     terms_fn = jax.jit(make_terms_fn(modules, config.stage, schedules))
     logger = MetricsLogger(workdir)
     total_steps = config.epochs * config.bs_per_epoch
+    clock = training.EpochClock(
+        config.bs_per_epoch, total_steps, config.model_save_interval, config.model_test_interval
+    )
     start_step = int(state.step)
     summary: dict[str, Any] = {"stage": config.stage, "workdir": os.path.abspath(workdir), "start_step": start_step}
-    writes_outputs = jax.process_index() == 0 and config.model_test_interval > 0
-    test_set = outputs.TestSet.load(config) if writes_outputs else None
+    test_set = outputs.load_test_set(config) if jax.process_index() == 0 and config.model_test_interval > 0 else None
 
     progress = tqdm(total=total_steps, initial=start_step, desc=f"VDSM stage {config.stage}", unit="step")
-    window_start, steps_in_window = time.perf_counter(), 0
+    rate = training.StepRate()
     metrics: dict[str, float] = {}
     for step in range(start_step, total_steps):
         if stop_after_steps is not None and step - start_step >= stop_after_steps:
             break
         videos = shard_batch({"video": next(batches)["video"]}, mesh)["video"]
         log_now = (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps
-        terms = _scalar_metrics(terms_fn(state, videos)) if log_now else {}
+        terms = training.host_scalars(terms_fn(state, videos)) if log_now else {}
         state, step_metrics = train_step(state, videos)
-        steps_in_window += 1
-        metrics = _scalar_metrics(step_metrics)
+        rate.tick()
+        metrics = training.host_scalars(step_metrics)
         progress.update(1)
         progress.set_postfix(loss=f"{metrics['loss']:.1f}")
         if log_now:
-            elapsed = time.perf_counter() - window_start
             scalars = {
                 "loss": metrics["loss"],
                 **{name: metrics[name] for name in SCHEDULE_NAMES},
                 **terms,
                 "skipped_steps": int(state.nonfinite_total),
-                "steps_per_second": steps_in_window / elapsed if elapsed > 0 else math.nan,
+                "steps_per_second": rate.rate(),
                 "epoch": (step + 1) / config.bs_per_epoch,
             }
             logger.write(step + 1, scalars)
-            window_start, steps_in_window = time.perf_counter(), 0
         if not metrics["finite"]:
-            skipped_in_row = int(state.nonfinite_consecutive)
-            logging.warning("step %d: non-finite loss or gradient; update skipped (%d in a row)", step, skipped_in_row)
-            if skipped_in_row >= config.max_consecutive_nonfinite:
-                progress.close()
-                raise NonFiniteTrainingError(
-                    f"{skipped_in_row} consecutive non-finite updates at step {step}; stopping. The last good "
-                    f"checkpoint in {checkpoints.directory} (step {checkpoints.latest_step()}) is intact. Set "
-                    "config.debug_nans=True to locate the first NaN, or resume with a smaller config.lr_resume."
-                )
-        epoch_done = (step + 1) % config.bs_per_epoch == 0
-        epoch = (step + 1) // config.bs_per_epoch
-        last = step + 1 == total_steps
-        if (epoch_done and epoch % config.model_save_interval == 0) or last:
+            training.raise_if_too_many_nonfinite(
+                step,
+                int(state.nonfinite_consecutive),
+                config.max_consecutive_nonfinite,
+                checkpoints,
+                "resume with a smaller config.lr_resume",
+                progress,
+            )
+        _, epoch, save_due, test_due = clock.after(step)
+        if save_due:
             checkpoints.save(step + 1, jax.device_get(state), state_meta(config, step + 1, batches.get_state()))
-        test_due = config.model_test_interval > 0 and ((epoch_done and epoch % config.model_test_interval == 0) or last)
         if test_set is not None and test_due:
             logger.plot(["loss", *SCHEDULE_NAMES, "nll/x", "kl/ID", "kl/z", "kl/dz", "skipped_steps"])
             outputs.write_all(config, modules, jax.device_get(state), test_set, workdir, epoch)
@@ -214,9 +188,4 @@ def train_and_evaluate(
 
 def train_both_stages(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Stage 1 into <workdir>/stage1, then stage 2 from it into <workdir>/stage2."""
-    first = stage_config(config, 1)
-    result1 = train_and_evaluate(first, os.path.join(workdir, "stage1"))
-    second = stage_config(config, 2)
-    second.stage1_workdir = os.path.join(workdir, "stage1")
-    result2 = train_and_evaluate(second, os.path.join(workdir, "stage2"))
-    return {"stage1": result1, "stage2": result2}
+    return training.train_both_stages(train_and_evaluate, config, workdir)

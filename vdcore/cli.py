@@ -1,0 +1,39 @@
+"""The shared command line of both training packages (absl + ml_collections config files).
+
+    python -m <package>.main --config configs/<model>/<name>.py[:stage1|stage2|both] --workdir DIR [--config.X V]
+
+A config whose `stage` is 0 ("both") trains stage 1 into <workdir>/stage1 and then stage 2 from it into
+<workdir>/stage2; a run resumes from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+TrainFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
+
+
+def define_flags(config_help: str) -> None:
+    """--config (a config file, overridable field by field) and --workdir, both required."""
+    config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
+    flags.DEFINE_string("workdir", None, "Directory for checkpoints, pictures, metrics and logs.")
+    flags.mark_flags_as_required(["config", "workdir"])
+
+
+def run(train_and_evaluate: TrainFn, train_both_stages: TrainFn) -> None:
+    """Parse the flags and train the config's stage (or both); logs the run summary as JSON."""
+
+    def main(argv: list[str]) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+        train = train_both_stages if config.stage == 0 else train_and_evaluate
+        logging.info("finished: %s", json.dumps(train(config, workdir), default=str))
+
+    app.run(main)

@@ -1,0 +1,46 @@
+"""Run configs shared by both models: per-stage resolution and the metadata stored with each checkpoint.
+
+Both packages' config files hold one flat ConfigDict for stage 1 plus a `stage2` block of the values
+that differ when the same file runs stage 2 (learning rate, epochs, ...). `stage_config` resolves the
+flat config a stage runs with; `run_meta` is the JSON stored beside every checkpoint (format tag,
+stage, step, epoch, the resolved config and the input pipeline's iterator state), from which
+`config_from_meta` rebuilds the config of a saved run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+
+def stage_config(config: ml_collections.ConfigDict, stage: int) -> ml_collections.ConfigDict:
+    """The flat config one stage runs with: for stage 2 the `stage2` overrides replace the top-level values."""
+    if stage not in (1, 2):
+        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+    resolved = ml_collections.ConfigDict(config.to_dict())
+    if stage == 2:
+        for key, value in config.stage2.items():
+            if key not in resolved:
+                raise ValueError(f"config.stage2.{key} overrides no known config field")
+            resolved[key] = value
+    resolved.stage = stage
+    return resolved
+
+
+def run_meta(
+    meta_format: str, config: ml_collections.ConfigDict, step: int, steps_per_epoch: int, data_state: Any
+) -> dict[str, Any]:
+    """Checkpoint metadata: `step` optimiser steps done, `epoch` = step // steps_per_epoch complete epochs."""
+    return {
+        "format": meta_format,
+        "stage": config.stage,
+        "step": int(step),
+        "epoch": int(step) // int(steps_per_epoch),
+        "config": config.to_dict(),
+        "data_state": data_state,
+    }
+
+
+def config_from_meta(meta: dict) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(meta["config"])

@@ -1,0 +1,168 @@
+"""The training-loop plumbing both models share (their loops differ only in steps, metrics and pictures).
+
+- `make_train_batches` / `load_test_set`: the run's endless training batches (sharded over the mesh's
+  devices and this process's share of the data) and the fixed test batch the pictures are drawn from.
+- `restore_or_init`: resume from the newest checkpoint (and the input pipeline's position) or start fresh.
+- `EpochClock`: which of save / test is due after a step.
+- `StepRate`: steps per second between log points.
+- `raise_if_too_many_nonfinite`: the stop after K consecutive skipped updates.
+- `train_both_stages`: stage 1, then stage 2 from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from data_prep.input_pipeline import Batches, make_batches
+from vdcore.checkpoint import Checkpointer
+from vdcore.run_config import stage_config
+from vdcore.train_state import NonFiniteTrainingError
+
+
+def make_train_batches(
+    config: ml_collections.ConfigDict, sampler: str, sampler_args: dict[str, Any], batch_size: int, num_devices: int
+) -> Batches:
+    """Endless training batches of config.dataset / config.train_split for this process (multi-host aware)."""
+    return make_batches(
+        config.dataset,
+        config.train_split,
+        sampler,
+        sampler_args,
+        batch_size=batch_size,
+        data_dir=config.data_dir,
+        config=config.dataset_config,
+        seed=config.seed,
+        num_devices=num_devices,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        read_threads=config.read_threads,
+        prefetch=config.prefetch,
+    )
+
+
+@dataclasses.dataclass
+class TestSet:
+    """The fixed batch of test-split clips the pictures and code exports are made from."""
+
+    videos: np.ndarray  # (N, T, H, W, C) float32 in [0, 1]
+    labels: dict[str, np.ndarray]
+
+
+def load_test_set(config: ml_collections.ConfigDict, sampler: str, sampler_args: dict[str, Any]) -> TestSet:
+    """config.num_test_sequences clips of config.test_split, the same ones every time (seed config.seed + 1)."""
+    batch = next(
+        make_batches(
+            config.dataset,
+            config.test_split,
+            sampler,
+            sampler_args,
+            batch_size=config.num_test_sequences,
+            data_dir=config.data_dir,
+            config=config.dataset_config,
+            seed=config.seed + 1,
+            num_devices=1,
+            read_threads=0,
+        )
+    )
+    return TestSet(batch["video"], {k: v for k, v in batch.items() if k != "video"})
+
+
+def restore_or_init(
+    checkpoints: Checkpointer,
+    batches: Batches,
+    restore: Callable[[], tuple[Any, dict]],
+    init: Callable[[], Any],
+) -> tuple[Any, dict | None]:
+    """(state, meta of the checkpoint resumed from, or None for a fresh start).
+
+    On resume the input pipeline continues where the checkpoint's run was, so the batches after a
+    restart are exactly those an uninterrupted run would have seen.
+    """
+    if checkpoints.latest_step() is None:
+        return init(), None
+    state, meta = restore()
+    batches.set_state(meta["data_state"])
+    logging.info("resumed %s from step %d (epoch %d)", checkpoints.directory, meta["step"], meta["epoch"])
+    return state, meta
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochClock:
+    """Epoch bookkeeping of a run of `total_steps` steps, `steps_per_epoch` per epoch."""
+
+    steps_per_epoch: int
+    total_steps: int
+    save_interval: int
+    test_interval: int
+
+    def after(self, step: int) -> tuple[bool, int, bool, bool]:
+        """After optimiser step `step` (0-based): (epoch finished, epochs done, save due, test due).
+
+        The last step of the run always saves and (when testing is on) tests.
+        """
+        done = step + 1
+        epoch_done = done % self.steps_per_epoch == 0
+        epochs = done // self.steps_per_epoch
+        last = done == self.total_steps
+        save = (epoch_done and epochs % self.save_interval == 0) or last
+        test = self.test_interval > 0 and ((epoch_done and epochs % self.test_interval == 0) or last)
+        return epoch_done, epochs, save, test
+
+
+class StepRate:
+    """Steps per second since the previous `rate()` call (or creation)."""
+
+    def __init__(self) -> None:
+        self._start, self._steps = time.perf_counter(), 0
+
+    def tick(self) -> None:
+        self._steps += 1
+
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self._start
+        value = self._steps / elapsed if elapsed > 0 else math.nan
+        self._start, self._steps = time.perf_counter(), 0
+        return value
+
+
+def host_scalars(metrics: dict[str, jax.Array]) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def raise_if_too_many_nonfinite(
+    step: int, consecutive: int, limit: int, checkpoints: Checkpointer, remedy: str, progress: Any = None
+) -> None:
+    """Log a skipped update; after `limit` in a row stop the run, naming the intact last checkpoint."""
+    logging.warning("step %d: non-finite loss or gradient; update skipped (%d in a row)", step, consecutive)
+    if consecutive < limit:
+        return
+    if progress is not None:
+        progress.close()
+    raise NonFiniteTrainingError(
+        f"{consecutive} consecutive non-finite updates at step {step}; stopping. The last good checkpoint in "
+        f"{checkpoints.directory} (step {checkpoints.latest_step()}) is intact. Set config.debug_nans=True to "
+        f"locate the first NaN, or {remedy}."
+    )
+
+
+def train_both_stages(
+    train_and_evaluate: Callable[[ml_collections.ConfigDict, str], dict[str, Any]],
+    config: ml_collections.ConfigDict,
+    workdir: str,
+) -> dict[str, Any]:
+    """Stage 1 into <workdir>/stage1, then stage 2 from it into <workdir>/stage2."""
+    result1 = train_and_evaluate(stage_config(config, 1), os.path.join(workdir, "stage1"))
+    second = stage_config(config, 2)
+    second.stage1_workdir = os.path.join(workdir, "stage1")
+    result2 = train_and_evaluate(second, os.path.join(workdir, "stage2"))
+    return {"stage1": result1, "stage2": result2}
