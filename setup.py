@@ -38,7 +38,7 @@ setup(
     packages=find_packages(include=["vdsm_jax*", "drnet_jax*", "data_prep*", "vdcore*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest==9.2.0", "ruff==0.17.6"],
+        "test": ["pytest==9.2.0", "ruff==0.17.6", "torch==2.13.0"],  # torch: the parity tests against the originals
     },
     license="Apache-2.0",
 )

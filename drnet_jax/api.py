@@ -2,6 +2,7 @@
 
     from drnet_jax import DRNet
     model = DRNet.from_checkpoint("runs/mnist/stage2")   # a workdir or its checkpoints folder
+    model = DRNet.from_checkpoint("drnet-py/model.pth", config)   # or the authors' PyTorch file (needs its config)
     code = model.content(frames)      # frames: float (B, S, S, nc) in [0, 1]
     code["content"]                   # (B, content_dim)
     code["skips"]                     # tuple of EC's feature maps (B, h, w, c) the unet decoders use; () for 'dcgan'
@@ -39,7 +40,8 @@ from drnet_jax.config_defaults import stage_config
 from drnet_jax.models import BatchStats, DRNetModules, LSTMCarry, Params
 from drnet_jax.networks import expected_skip_shapes
 from drnet_jax.state import config_from_meta, read_meta, restore_state, variables
-from drnet_jax.torch_import import is_torch_checkpoint_path, load_torch_checkpoint
+from drnet_jax.torch_import import load_torch_checkpoint
+from vdcore.torch_checkpoint import is_torch_checkpoint_path
 
 DEFAULT_CHUNK = 50
 

@@ -135,3 +135,18 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def save_new_run(workdir: str | os.PathLike, step: int, state: Any, meta: dict, max_to_keep: int | None) -> str:
+    """Write `state` as the first checkpoint of a new run in `workdir` (e.g. one converted from another format).
+
+    Refuses a workdir that already holds checkpoints: training would resume from the newest one instead, mixing
+    two runs. Returns the checkpoint directory.
+    """
+    directory = os.path.join(os.fspath(workdir), CHECKPOINT_SUBDIR)
+    if os.path.isdir(directory) and Checkpointer(directory, max_to_keep=None, create=False).all_steps():
+        raise ValueError(f"{workdir} already holds checkpoints; write the new run into an empty workdir")
+    checkpoints = Checkpointer(directory, max_to_keep=max_to_keep)
+    checkpoints.save(step, state, meta)
+    checkpoints.close()
+    return directory

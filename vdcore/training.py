@@ -86,12 +86,14 @@ def restore_or_init(
     """(state, meta of the checkpoint resumed from, or None for a fresh start).
 
     On resume the input pipeline continues where the checkpoint's run was, so the batches after a
-    restart are exactly those an uninterrupted run would have seen.
+    restart are exactly those an uninterrupted run would have seen; a checkpoint without a data state
+    (a run converted from another format) starts the data from the beginning.
     """
     if checkpoints.latest_step() is None:
         return init(), None
     state, meta = restore()
-    batches.set_state(meta["data_state"])
+    if meta.get("data_state") is not None:  # None: a run converted from elsewhere starts the data afresh
+        batches.set_state(meta["data_state"])
     logging.info("resumed %s from step %d (epoch %d)", checkpoints.directory, meta["step"], meta["epoch"])
     return state, meta
 

@@ -29,15 +29,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from vdcore.torch_checkpoint import is_torch_checkpoint_path
 from vdsm_jax.config_defaults import stage_config
 from vdsm_jax.models import Params, VDSMModules, identity_weights
 from vdsm_jax.state import all_params, config_from_meta, read_meta, restore_state
-
-
-def _is_torch_file(path: str | os.PathLike) -> bool:
-    """An original PyTorch checkpoint rather than a vdsm_jax workdir: *.pth / *.pt, or a file (not a folder)."""
-    path = os.fspath(path)
-    return path.endswith((".pth", ".pt")) or os.path.isfile(path)
 
 
 def _has_dynamics(params: Params) -> bool:
@@ -105,7 +100,7 @@ class VDSM:
         checkpoint stores no config, so `config` is required then (its stage must match the file's; a config
         with stage 0, "both", takes the file's stage).
         """
-        if _is_torch_file(workdir_or_path):
+        if is_torch_checkpoint_path(workdir_or_path):
             return cls._from_torch_file(workdir_or_path, config, step)
         meta = read_meta(workdir_or_path, step)
         config = config_from_meta(meta) if config is None else stage_config(config, meta["stage"])
