@@ -5,9 +5,9 @@
 Runs stage 1 and then stage 2 (`quickstart.py:stage1` or `:stage2` runs one) on
 moving_mnist/quickstart (1 digit, 64 px, 16 frames; built into `data_dir` on first use)
 with the authors' networks (content dcgan_unet, pose dcgan) and stage-1 optimiser, sized
-for about 10 minutes on 2 CPU cores: stage 1 batch 16 × 400 steps on four random frames of
+for about 8 minutes on 2 CPU cores: stage 1 batch 16 × 500 steps on four random frames of
 each clip, stage 2 batch 16 × 150 steps on 5 + 5 frames with Adam lr 1e-3. Pictures in
-<workdir>/stage1/outputs (analogy_e0008.png: the digit of each row moving as the top row)
+<workdir>/stage1/outputs (analogy_e0010.png: the digit of each row moving as the top row)
 and <workdir>/stage2/outputs (gen_long_e0003.gif: 5 true then 200 predicted frames).
 """
 
@@ -27,9 +27,9 @@ def get_config(stage: str = "both"):
     # Four random frames of the clip instead of frames 0..3: content pairs far apart in time make the
     # content code drop the digit's position within a few hundred steps (the original trains 120k steps).
     c.frame_selection = "random"
-    c.batch_size, c.epoch_size, c.niter = 16, 50, 8
+    c.batch_size, c.epoch_size, c.niter = 16, 50, 10
     c.n_past, c.n_future = 5, 5
-    c.model_save_interval, c.model_test_interval = 4, 8
+    c.model_save_interval, c.model_test_interval = 5, 10
     c.num_test_sequences = 6
     c.gen_horizon, c.gen_chunk = 200, 50
     c.stage2.update({"niter": 3, "epoch_size": 50, "lr": 1e-3})  # 5x the original's LSTM lr: 150 steps only
