@@ -39,7 +39,6 @@ from drnet_jax.state import (
 )
 from vdcore import training
 from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
-from vdcore.files import write_json
 from vdcore.metrics_log import MetricsLogger
 from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
 from vdcore.train_state import TrainState, apply_gradients_if_finite
@@ -272,15 +271,7 @@ def train_and_evaluate(
     if progress is not None:
         progress.close()
     logger.close()
-    summary.update(
-        final_step=int(state.step),
-        final_metrics=metrics,
-        last_epoch_means=epoch_means,
-        skipped_steps=int(state.nonfinite_total),
-        checkpoints=checkpoints.all_steps(),
-    )
-    write_json(os.path.join(workdir, "summary.json"), summary)
-    return summary
+    return training.finish_summary(workdir, summary, state, metrics, checkpoints, last_epoch_means=epoch_means)
 
 
 def train_both_stages(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

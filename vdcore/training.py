@@ -6,6 +6,7 @@
 - `EpochClock`: which of save / test is due after a step.
 - `StepRate`: steps per second between log points.
 - `raise_if_too_many_nonfinite`: the stop after K consecutive skipped updates.
+- `finish_summary`: the run's summary.json.
 - `train_both_stages`: stage 1, then stage 2 from it.
 """
 
@@ -25,6 +26,7 @@ from absl import logging
 
 from data_prep.input_pipeline import Batches, make_batches
 from vdcore.checkpoint import Checkpointer
+from vdcore.files import write_json
 from vdcore.run_config import stage_config
 from vdcore.train_state import NonFiniteTrainingError
 
@@ -155,6 +157,26 @@ def raise_if_too_many_nonfinite(
         f"{checkpoints.directory} (step {checkpoints.latest_step()}) is intact. Set config.debug_nans=True to "
         f"locate the first NaN, or {remedy}."
     )
+
+
+def finish_summary(
+    workdir: str,
+    summary: dict[str, Any],
+    state: Any,
+    metrics: dict[str, float],
+    checkpoints: Checkpointer,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Complete a run's summary (final step and metrics, skipped steps, saved steps) and write <workdir>/summary.json."""
+    summary.update(
+        final_step=int(state.step),
+        final_metrics=metrics,
+        **extra,
+        skipped_steps=int(state.nonfinite_total),
+        checkpoints=checkpoints.all_steps(),
+    )
+    write_json(os.path.join(workdir, "summary.json"), summary)
+    return summary
 
 
 def train_both_stages(

@@ -59,30 +59,32 @@ def convert(config: ml_collections.ConfigDict, torch_checkpoint: str | os.PathLi
     }
 
 
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config",
-    None,
-    "Config file: configs/vdsm/<name>.py[:stage1|stage2] with the original run's shapes.",
-    lock_config=True,
-)
-flags.DEFINE_string("torch_checkpoint", None, "The original's {epoch}_VDSM_EncDec.pth or {epoch}_VDSM_seq.pth.")
-flags.DEFINE_string(
-    "workdir",
-    None,
-    "New run directory: receives checkpoints/<epoch*bs_per_epoch>/ with the converted parameters and a FRESH "
-    "optimiser state (the torch optimiser state is not converted).",
-)
-flags.mark_flags_as_required(["config", "torch_checkpoint", "workdir"])
+def define_flags() -> None:
+    """The CLI's flags (defined only when run as a program, so that importing `convert` defines none)."""
+    config_flags.DEFINE_config_file(
+        "config",
+        None,
+        "Config file: configs/vdsm/<name>.py[:stage1|stage2] with the original run's shapes.",
+        lock_config=True,
+    )
+    flags.DEFINE_string("torch_checkpoint", None, "The original's {epoch}_VDSM_EncDec.pth or {epoch}_VDSM_seq.pth.")
+    flags.DEFINE_string(
+        "workdir",
+        None,
+        "New run directory: receives checkpoints/<epoch*bs_per_epoch>/ with the converted parameters and a FRESH "
+        "optimiser state (the torch optimiser state is not converted).",
+    )
+    flags.mark_flags_as_required(["config", "torch_checkpoint", "workdir"])
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    summary = convert(FLAGS.config, FLAGS.torch_checkpoint, FLAGS.workdir)
+    summary = convert(flags.FLAGS.config, flags.FLAGS.torch_checkpoint, flags.FLAGS.workdir)
     logging.info("converted: %s", json.dumps(summary))
     print(json.dumps(summary))
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -101,8 +101,7 @@ class ImageEncoder(nn.Module):
 
         groups = ENCODER_CPU_FRAME_GROUPS if (self.conv_impl or default_impl()) == "fast" else 1
         groups = max(1, min(groups, frames.shape[0]))
-        parts = [conv_stack(part) for part in jnp.array_split(frames, groups)] if groups > 1 else [conv_stack(frames)]
-        h = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
+        h = jnp.concatenate([conv_stack(part) for part in jnp.array_split(frames, groups)], axis=0)
         if h.shape[1:3] != (1, 1):
             raise ValueError(f"ImageEncoder expects 64x64 frames; got input {frames.shape[1:3]}, features {h.shape}")
         h = h.reshape(h.shape[0], -1)

@@ -23,7 +23,6 @@ from tqdm import tqdm
 from data_prep.input_pipeline import Batches, ensure_built
 from vdcore import training
 from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
-from vdcore.files import write_json
 from vdcore.metrics_log import MetricsLogger
 from vdcore.run_config import stage_config
 from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
@@ -176,14 +175,7 @@ def train_and_evaluate(
             outputs.write_all(config, modules, jax.device_get(state), test_set, workdir, epoch)
     progress.close()
     logger.close()
-    summary.update(
-        final_step=int(state.step),
-        final_metrics=metrics,
-        skipped_steps=int(state.nonfinite_total),
-        checkpoints=checkpoints.all_steps(),
-    )
-    write_json(os.path.join(workdir, "summary.json"), summary)
-    return summary
+    return training.finish_summary(workdir, summary, state, metrics, checkpoints)
 
 
 def train_both_stages(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
