@@ -24,7 +24,6 @@ average before and after each stage).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -49,6 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the parameters and the noise batch")
     parser.add_argument("--xla_flags", default=None, help="XLA_FLAGS for this process (set before JAX starts)")
     parser.add_argument("--out", default="runs/vdsm_step.json", help="JSON output path ('' to skip)")
+    parser.add_argument(
+        "--torch_json",
+        default="",
+        help="a benchmarks/torch_originals.py report from this machine: adds same-machine ratios",
+    )
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be >= 1")
@@ -128,6 +132,10 @@ def main(argv: list[str] | None = None) -> dict:
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
     import jax
 
+    from benchmarks.torch_originals import load_torch_seconds
+
+    here = load_torch_seconds(args.torch_json) if args.torch_json else {}
+
     stages = (1, 2) if args.stage == "both" else (int(args.stage),)
     conv_impl = None if args.conv_impl in ("", "auto") else args.conv_impl
     header = (
@@ -139,6 +147,9 @@ def main(argv: list[str] | None = None) -> dict:
     results = []
     for stage in stages:
         res = time_stage(stage, conv_impl or "auto", args.steps, args.seed)
+        if f"vdsm_stage{stage}" in here:
+            res["torch_here_s"] = here[f"vdsm_stage{stage}"]
+            res["ratio_to_torch_here"] = res["median_s"] / res["torch_here_s"]
         results.append(res)
         print(
             f"{stage:<6} {res['conv_impl']:<5} {res['compile_s']:9.1f} {res['median_s']:7.3f} {res['min_s']:6.3f} "
@@ -146,6 +157,11 @@ def main(argv: list[str] | None = None) -> dict:
             f"{res['target_ratio']:6.2f} {'yes' if res['meets_target'] else 'no':>3} {res['loadavg_after'][0]:5.1f}",
             flush=True,
         )
+        if "torch_here_s" in res:
+            print(
+                f"       same machine: torch step {res['torch_here_s']:.3f} s, ratio {res['ratio_to_torch_here']:.3f} "
+                f"(target {res['target_ratio']:.2f}: {'yes' if res['ratio_to_torch_here'] <= res['target_ratio'] else 'no'})"
+            )
         if res["jit_cache_entries"] != 1:
             print(f"warning: stage {stage} train step has {res['jit_cache_entries']} jit cache entries (recompiled)")
     report = {
@@ -161,10 +177,9 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
     }
     if args.out:
-        out = pathlib.Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2))
-        print(f"wrote {out}")
+        from vdcore.files import write_json
+
+        print(f"wrote {write_json(args.out, report)}")
     return report
 
 
