@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import REPO_ROOT, load_config_file
+from tests_helpers import poison_train_batches
 
 from vdcore.checkpoint import Checkpointer
 from vdcore.tensorboard import read_scalars
@@ -81,25 +82,7 @@ def test_a_nonfinite_batch_is_skipped_and_training_continues(tiny_moving_mnist):
 
 
 def test_consecutive_nonfinite_steps_stop_the_run_and_keep_the_checkpoint(tmp_path, tiny_moving_mnist, monkeypatch):
-    real = vdsm_train.make_train_batches
-
-    def poisoned(config, num_devices):
-        batches = real(config, num_devices)
-        count = {"n": 0}
-        original_next = type(batches).__next__
-
-        class Poisoned(type(batches)):
-            def __next__(self):
-                batch = original_next(self)
-                count["n"] += 1
-                if count["n"] > 2:
-                    batch["video"] = np.full_like(batch["video"], np.nan)
-                return batch
-
-        batches.__class__ = Poisoned
-        return batches
-
-    monkeypatch.setattr(vdsm_train, "make_train_batches", poisoned)
+    poison_train_batches(monkeypatch, vdsm_train, clean=2)
     config = _tiny(tiny_moving_mnist, max_consecutive_nonfinite=2)
     with pytest.raises(NonFiniteTrainingError, match=r"2 consecutive non-finite updates.*step 2\) is intact"):
         vdsm_train.train_and_evaluate(config, str(tmp_path / "run"))

@@ -1,6 +1,10 @@
 """Small builders shared by tests."""
 
+import types
+
 import ml_collections
+import numpy as np
+import pytest
 
 from vdsm_jax.models import VDSMModules
 
@@ -20,3 +24,26 @@ def tiny_modules(rnn_dropout: float = 0.0, conv_impl: str = "auto") -> VDSMModul
         }
     )
     return VDSMModules.from_config(config)
+
+
+def poison_train_batches(monkeypatch: pytest.MonkeyPatch, train_module: types.ModuleType, clean: int) -> None:
+    """Make ``train_module.make_train_batches`` yield all-NaN videos after its first ``clean`` batches."""
+    real = train_module.make_train_batches
+
+    def poisoned(config, num_devices):
+        batches = real(config, num_devices)
+        count = {"n": 0}
+        original_next = type(batches).__next__
+
+        class Poisoned(type(batches)):
+            def __next__(self):
+                batch = original_next(self)
+                count["n"] += 1
+                if count["n"] > clean:
+                    batch["video"] = np.full_like(batch["video"], np.nan)
+                return batch
+
+        batches.__class__ = Poisoned
+        return batches
+
+    monkeypatch.setattr(train_module, "make_train_batches", poisoned)

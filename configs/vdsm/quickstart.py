@@ -12,7 +12,7 @@ rates: the annealing schedules keep the original's defaults (anneal_t 30 -> 0.2 
 0.4 -> 1, temp_id 1 -> 10, test_temp_id 10), which is what makes stage 1 route the
 digit through the identity code rather than the per-frame z (with anneal_t
 starting at 5 and temp_id 5 the identity code stayed unused). The learning rates
-are raised (stage 1 3e-3, stage 2 1e-2) because the run is short.
+are raised (stage 1 3e-3, stage 2 1e-2) because the run is short: 350 + 400 steps.
 """
 
 from vdsm_jax.config_defaults import base_config
@@ -30,5 +30,5 @@ def get_config(stage: str = "both"):
     c.epochs, c.bs_per_epoch = 35, 10
     c.lr_VDSMEncDec = 3e-3
     c.model_save_interval, c.model_test_interval = 5, 35
-    c.stage2.update({"epochs": 20, "bs_per_epoch": 10, "temp_id_start": 10.0, "temp_id_end": 10.0, "lr_VDSMSeq": 1e-2})
+    c.stage2.update({"epochs": 40, "bs_per_epoch": 10, "temp_id_start": 10.0, "temp_id_end": 10.0, "lr_VDSMSeq": 1e-2})
     return c
