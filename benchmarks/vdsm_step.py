@@ -13,8 +13,10 @@ What is measured, per stage: the train step is jitted exactly as train.py does (
 "compile s" is ``jit(...).lower(...).compile()``; then one warm-up call, then ``--steps`` timed calls, each
 ending in ``block_until_ready`` on the new state and metrics. Reported: median and min wall seconds per
 step, median process CPU seconds per step (CPU/wall near the core count means the machine was ours), and
-the ratio of the median to the PyTorch original's step on this machine kind (5.8 s stage 1, 8.6 s stage 2;
-shared/reference/performance.md) next to issue 3's targets (0.30 and 0.10 of those). The jit cache is
+the ratio of the median to the PyTorch original's step on the reference machine (5.8 s stage 1, 8.6 s
+stage 2; shared/reference/performance.md) next to issue 3's targets (0.30 and 0.10 of those), and with
+``--torch_json`` (a benchmarks/torch_originals.py report from the same machine) the same-machine ratio,
+which is the like-for-like one (machines of one kind differ by 2x). The jit cache is
 checked after the timed steps: a recompilation per step would show up as more than one cache entry.
 
 The machine is shared: compare numbers from one run (or runs at the same load; the JSON records the load
