@@ -32,25 +32,19 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from benchmarks.torch_originals import load_torch_seconds  # noqa: E402
+from benchmarks.issue_configs import drnet_issue_config  # noqa: E402
+from benchmarks.torch_originals import add_torch_json_flag, load_torch_seconds, same_machine_fields  # noqa: E402
 from drnet_jax import train as drnet_train  # noqa: E402
-from drnet_jax.config_defaults import stage_config  # noqa: E402
 from drnet_jax.models import DRNetModules  # noqa: E402
 from drnet_jax.state import init_state  # noqa: E402
 from vdcore.files import write_json  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
 ORIGINAL_SECONDS = {"stage1": 2.4, "stage2": 2.7}  # performance.md, same machine kind
 TARGET_RATIO = {"stage1": 0.80, "stage2": 0.30}
 
 
 def _config(stage: int, conv_impl: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("drnet_mnist_config", REPO / "configs/drnet/moving_mnist.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = stage_config(module.get_config("both"), stage)
+    config = drnet_issue_config(stage)
     config.conv_impl = conv_impl
     return config
 
@@ -114,11 +108,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("stage1", "stage2"), default=None)
     parser.add_argument("--conv-impl", default="auto", help="'auto' (fast on CPU, xla on GPU), 'fast' or 'xla'")
     parser.add_argument("--out", default="runs/drnet_step.json")
-    parser.add_argument(
-        "--torch_json",
-        default="",
-        help="a benchmarks/torch_originals.py report from this machine: adds same-machine ratios",
-    )
+    add_torch_json_flag(parser)
     args = parser.parse_args()
     here = load_torch_seconds(args.torch_json) if args.torch_json else {}
 
@@ -128,9 +118,7 @@ def main() -> None:
         if args.only and args.only != f"stage{stage}":
             continue
         result = bench(stage, args.reps, args.conv_impl)
-        if f"drnet_stage{stage}" in here:
-            result["torch_here_s"] = here[f"drnet_stage{stage}"]
-            result["ratio_to_torch_here"] = result["step_s"] / result["torch_here_s"]
+        result.update(same_machine_fields(here, f"drnet_stage{stage}", result["step_s"]))
         results.append(result)
         print(
             f"{result['case']}: {result['step_s']:.3f} s/step (compile {result['compile_s']:.1f} s), "

@@ -39,9 +39,11 @@ import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.issue_configs import VDSM_ISSUE_CONFIG, drnet_issue_config  # noqa: E402
+
 CASES = ("vdsm_stage1", "vdsm_stage2", "drnet_stage1", "drnet_stage2")
-VDSM_CONFIG = dict(bs=20, seq_len=8, image_size=64, nc=3, z_dim=30, n_e_w=15, rnn_dim=512, rnn_layers=3,
-                   dynamics_dim=50)  # fmt: skip
 
 
 def _normal_log_prob(x, loc, scale):
@@ -68,7 +70,7 @@ def vdsm_step_fn(stage: int):
     import torch
     import torch_reference_vdsm as ref
 
-    c = VDSM_CONFIG
+    c = VDSM_ISSUE_CONFIG
     b, t, e, z_dim, d = c["bs"], c["seq_len"], c["n_e_w"], c["z_dim"], c["dynamics_dim"]
     videos = torch.rand(b, t, c["nc"], c["image_size"], c["image_size"])
     temp, anneal_id, anneal_t, anneal_dyn = 5.0, 0.5, 1.0, 0.5
@@ -120,7 +122,7 @@ def vdsm_step_fn(stage: int):
         loss = nll + kl
         loss.backward()
         optimiser.step()
-        return float(loss)
+        return loss.item()
 
     return step
 
@@ -130,9 +132,7 @@ def drnet_step_fn(stage: int):
     import torch.nn.functional as F
     import torch_reference_drnet as ref
 
-    from drnet_jax.config_defaults import stage_config
-
-    config = stage_config(_drnet_config(), stage)
+    config = drnet_issue_config(stage)
     nets = ref.stage1_networks(config, seed=0, perturb=False)
     ec, ep, dec, disc = (nets[k] for k in ("netEC", "netEP", "netD", "netC"))
     for net in nets.values():
@@ -164,7 +164,7 @@ def drnet_step_fn(stage: int):
             loss = sim + rec + config.sd_weight * sd
             loss.backward()
             opt_main.step()
-            return float(loss)
+            return loss.item()
 
         return step
 
@@ -185,18 +185,9 @@ def drnet_step_fn(stage: int):
             mse = mse + F.mse_loss(pred, h_p[i].view(bs, -1))
         mse.backward()
         optimiser.step()
-        return float(mse)
+        return mse.item()
 
     return step
-
-
-def _drnet_config():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("drnet_mnist_config", REPO / "configs/drnet/moving_mnist.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config("both")
 
 
 def sgemm_gflops(size: int = 2048, reps: int = 5) -> float:
@@ -237,6 +228,22 @@ def time_case(case: str, reps: int) -> dict:
     }
 
 
+def add_torch_json_flag(parser: argparse.ArgumentParser) -> None:
+    """The JAX step benchmarks' ``--torch_json``: a report of this script from the same machine."""
+    parser.add_argument(
+        "--torch_json",
+        default="",
+        help="a benchmarks/torch_originals.py report from this machine: adds same-machine ratios",
+    )
+
+
+def same_machine_fields(torch_seconds: dict[str, float], case: str, step_s: float) -> dict[str, float]:
+    """``torch_here_s`` and ``ratio_to_torch_here`` of a JAX step of ``step_s`` seconds, if the report has ``case``."""
+    if case not in torch_seconds:
+        return {}
+    return {"torch_here_s": torch_seconds[case], "ratio_to_torch_here": step_s / torch_seconds[case]}
+
+
 def load_torch_seconds(path: str | os.PathLike) -> dict[str, float]:
     """{case: seconds per step} from this script's JSON output (for the JAX benchmarks' same-machine ratios)."""
     report = json.loads(pathlib.Path(path).read_text())
@@ -254,11 +261,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error("--reps must be >= 1")
-    sys.path[:0] = [str(REPO), str(REPO / "tests")]
+    sys.path.insert(0, str(REPO / "tests"))
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, 2048² sgemm {sgemm_gflops():.0f} GFLOP/s")
+    sgemm = sgemm_gflops()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, 2048² sgemm {sgemm:.0f} GFLOP/s")
     results = []
     for case in args.cases:
         result = time_case(case, args.reps)
@@ -270,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "sgemm_gflops": sgemm_gflops(),
+        "sgemm_gflops": sgemm,
         "args": vars(args),
         "results": results,
     }

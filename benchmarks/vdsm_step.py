@@ -33,11 +33,14 @@ import statistics
 import sys
 import time
 
-# The original's seconds per step on this machine kind, and issue 3's target fraction of it.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from benchmarks.issue_configs import VDSM_ISSUE_CONFIG as ISSUE_CONFIG  # noqa: E402 (imports no JAX)
+from benchmarks.torch_originals import add_torch_json_flag, load_torch_seconds, same_machine_fields  # noqa: E402
+
+# The original's seconds per step on the reference machine, and issue 3's target fraction of it.
 TORCH_SECONDS = {1: 5.8, 2: 8.6}
 TARGET_FRACTION = {1: 0.30, 2: 0.10}
-ISSUE_CONFIG = dict(bs=20, seq_len=8, image_size=64, nc=3, z_dim=30, n_e_w=15, rnn_dim=512, rnn_layers=3,
-                    dynamics_dim=50, num_particles=1)  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,11 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the parameters and the noise batch")
     parser.add_argument("--xla_flags", default=None, help="XLA_FLAGS for this process (set before JAX starts)")
     parser.add_argument("--out", default="runs/vdsm_step.json", help="JSON output path ('' to skip)")
-    parser.add_argument(
-        "--torch_json",
-        default="",
-        help="a benchmarks/torch_originals.py report from this machine: adds same-machine ratios",
-    )
+    add_torch_json_flag(parser)
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be >= 1")
@@ -131,10 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.xla_flags is not None:
         os.environ["XLA_FLAGS"] = args.xla_flags
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
     import jax
-
-    from benchmarks.torch_originals import load_torch_seconds
 
     here = load_torch_seconds(args.torch_json) if args.torch_json else {}
 
@@ -149,9 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = []
     for stage in stages:
         res = time_stage(stage, conv_impl or "auto", args.steps, args.seed)
-        if f"vdsm_stage{stage}" in here:
-            res["torch_here_s"] = here[f"vdsm_stage{stage}"]
-            res["ratio_to_torch_here"] = res["median_s"] / res["torch_here_s"]
+        res.update(same_machine_fields(here, f"vdsm_stage{stage}", res["median_s"]))
         results.append(res)
         print(
             f"{stage:<6} {res['conv_impl']:<5} {res['compile_s']:9.1f} {res['median_s']:7.3f} {res['min_s']:6.3f} "
