@@ -66,16 +66,28 @@ def apply_gradients_if_finite(
 
     `replace` sets further fields (e.g. the advanced `rng`) in either case.
     Returns (new state, is_finite).
+
+    The choice is a `lax.cond` between the update and returning params and optimiser state as they
+    are, so a finite step costs one optimiser pass: selecting between the updated and the old trees
+    elementwise (`jnp.where` over every leaf, as an earlier version did) cost ~5x the Adam update
+    itself (stage-2 VDSM, 22 M parameters: ~85 ms against ~15 ms on the 2-core CPU).
     """
     finite = jnp.isfinite(loss) & all_finite(grads)
-    safe_grads = jax.tree.map(lambda g: jnp.where(finite, g, jnp.zeros_like(g)), grads)
-    updates, new_opt_state = tx.update(safe_grads, state.opt_state, state.params)
-    new_params = optax.apply_updates(state.params, updates)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+    def update(operands):
+        params, opt_state, grads = operands
+        updates, new_opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new_opt_state
+
+    def skip(operands):
+        params, opt_state, _ = operands
+        return params, opt_state
+
+    new_params, new_opt_state = jax.lax.cond(finite, update, skip, (state.params, state.opt_state, grads))
     new_state = state.replace(
         step=state.step + 1,
-        params=keep(new_params, state.params),
-        opt_state=keep(new_opt_state, state.opt_state),
+        params=new_params,
+        opt_state=new_opt_state,
         nonfinite_consecutive=jnp.where(finite, 0, state.nonfinite_consecutive + 1),
         nonfinite_total=state.nonfinite_total + jnp.where(finite, 0, 1),
         **replace,
