@@ -55,6 +55,8 @@ def test_registered_and_named_configs():
     assert builder_class("moving_mnist") is MovingMnist
     configs = {c.name: c for c in MovingMnist.BUILDER_CONFIGS}
     assert configs["drnet"].seq_len == 20 and configs["vdsm"].seq_len == 16 and configs["quickstart"].num_digits == 1
+    ids48 = configs["quickstart_ids48"]  # the VDSM quickstart's: 5 identities, 48 px digits, 16 px of travel
+    assert (ids48.num_digits, ids48.fixed_digits, ids48.digit_size, ids48.image_size) == (1, 5, 48, 64)
 
 
 @pytest.mark.parametrize(("num_digits", "colour"), [(1, True), (2, False), (1, False), (2, True)])

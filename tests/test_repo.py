@@ -29,3 +29,17 @@ def test_setup_pins_exact_versions():
     assert requirements
     for name, op, _ in requirements:
         assert op == "==", f"{name} is not pinned exactly"
+
+
+def test_every_config_file_names_a_defined_dataset_config():
+    """A config pointing at a dataset config its builder no longer defines would fail only when run."""
+    from conftest import load_config_file
+
+    from data_prep.builders import builder_class
+
+    paths = sorted(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "configs").glob("*/*.py"))
+    assert len(paths) >= 10, paths
+    for path in paths:
+        config = load_config_file(path)
+        defined = {c.name for c in builder_class(config.dataset).BUILDER_CONFIGS}
+        assert config.dataset_config in defined, (path, config.dataset, config.dataset_config, sorted(defined))

@@ -131,10 +131,11 @@ class MovingMnist(VideoDatasetBuilder):
             num_test=400,
         ),
         MovingMnistConfig(
-            name="quickstart_ids",
-            description="VDSM quickstart: 1 digit out of 5 fixed ones (digits 0-4), 64 px, 16 frames.",
+            name="quickstart_ids48",
+            description="VDSM quickstart: 1 digit out of 5 fixed ones (digits 0-4) drawn at 48 px, 64 px, 16 frames.",
             num_digits=1,
             seq_len=16,
+            digit_size=48,
             num_train=2_000,
             num_test=400,
             fixed_digits=5,
