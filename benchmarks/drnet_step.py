@@ -38,6 +38,7 @@ from drnet_jax import train as drnet_train  # noqa: E402
 from drnet_jax.models import DRNetModules  # noqa: E402
 from drnet_jax.state import init_state  # noqa: E402
 from vdcore.files import write_json  # noqa: E402
+from vdcore.host_memory import keep_freed_memory  # noqa: E402
 
 ORIGINAL_SECONDS = {"stage1": 2.4, "stage2": 2.7}  # performance.md, same machine kind
 TARGET_RATIO = {"stage1": 0.80, "stage2": 0.30}
@@ -108,8 +109,14 @@ def main() -> None:
     parser.add_argument("--only", choices=("stage1", "stage2"), default=None)
     parser.add_argument("--conv-impl", default="auto", help="'auto' (fast on CPU, xla on GPU), 'fast' or 'xla'")
     parser.add_argument("--out", default="runs/drnet_step.json")
+    parser.add_argument(
+        "--glibc_malloc_defaults",
+        action="store_true",
+        help="do not apply vdcore.host_memory.keep_freed_memory (the training CLI applies it by default)",
+    )
     add_torch_json_flag(parser)
     args = parser.parse_args()
+    args.keep_freed_memory = False if args.glibc_malloc_defaults else keep_freed_memory()
     here = load_torch_seconds(args.torch_json) if args.torch_json else {}
 
     results = []

@@ -53,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the parameters and the noise batch")
     parser.add_argument("--xla_flags", default=None, help="XLA_FLAGS for this process (set before JAX starts)")
     parser.add_argument("--out", default="runs/vdsm_step.json", help="JSON output path ('' to skip)")
+    parser.add_argument(
+        "--glibc_malloc_defaults",
+        action="store_true",
+        help="do not apply vdcore.host_memory.keep_freed_memory (the training CLI applies it by default)",
+    )
     add_torch_json_flag(parser)
     args = parser.parse_args(argv)
     if args.steps < 1:
@@ -130,6 +135,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.xla_flags is not None:
         os.environ["XLA_FLAGS"] = args.xla_flags
+    from vdcore.host_memory import keep_freed_memory
+
+    args.keep_freed_memory = False if args.glibc_malloc_defaults else keep_freed_memory()
     import jax
 
     here = load_torch_seconds(args.torch_json) if args.torch_json else {}
