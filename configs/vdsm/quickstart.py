@@ -4,7 +4,7 @@
 
 Runs stage 1 and then stage 2 (`quickstart.py:stage1` or `:stage2` runs one) on
 moving_mnist/quickstart_ids48 (one digit out of five fixed ones, drawn at 48 px in a
-64 px frame, 16 frames; built into `data_dir` on first use), sized for about 10 minutes
+64 px frame, 16 frames; built into `data_dir` on first use), sized for about 8 minutes
 on 2 CPU cores. Identity = which of the five digits, dynamics = its motion.
 
 Against the README hyper-parameters it changes only sizes, lengths and learning rates;
@@ -15,7 +15,7 @@ temp_id 1 -> 10, test_temp_id 10). What makes a run this short disentangle:
   shape into z, and stage 2's trajectories then decoded to smudges);
 - 48 px digits: their 16 px range of positions is learnt in a few hundred steps (32 px
   digits over 32 px stayed blurred after 350 steps);
-- stage 1 on 4-frame clips: twice the steps for the same frames (550 steps of 16 x 4
+- stage 1 on 4-frame clips: twice the steps for the same frames (700 steps of 16 x 4
   frames separated all five digits; 350 steps of 16 x 8 frames merged them into two);
 - learning rates raised for the short run: stage 1 3e-3, stage 2 1e-2.
 """
@@ -32,15 +32,15 @@ def get_config(stage: str = "both"):
     c.bs, c.seq_len = 16, 4
     c.z_dim, c.n_e_w, c.dynamics_dim = 2, 10, 16
     c.rnn_dim, c.rnn_layers = 64, 1
-    c.epochs, c.bs_per_epoch = 55, 10
+    c.epochs, c.bs_per_epoch = 70, 10
     c.lr_VDSMEncDec = 3e-3
-    c.model_save_interval, c.model_test_interval = 5, 55
+    c.model_save_interval, c.model_test_interval = 5, 70
     c.stage2.update(
         {
             "seq_len": 8,
-            "epochs": 35,
+            "epochs": 40,
             "bs_per_epoch": 10,
-            "model_test_interval": 35,
+            "model_test_interval": 40,
             "temp_id_start": 10.0,
             "temp_id_end": 10.0,
             "lr_VDSMSeq": 1e-2,
