@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import time
@@ -32,13 +31,12 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import add_host_memory_flag, apply_host_memory_flag, machine_fields, write_report  # noqa: E402
 from benchmarks.issue_configs import drnet_issue_config  # noqa: E402
 from benchmarks.torch_originals import add_torch_json_flag, load_torch_seconds, same_machine_fields  # noqa: E402
 from drnet_jax import train as drnet_train  # noqa: E402
 from drnet_jax.models import DRNetModules  # noqa: E402
 from drnet_jax.state import init_state  # noqa: E402
-from vdcore.files import write_json  # noqa: E402
-from vdcore.host_memory import keep_freed_memory  # noqa: E402
 
 ORIGINAL_SECONDS = {"stage1": 2.4, "stage2": 2.7}  # performance.md, same machine kind
 TARGET_RATIO = {"stage1": 0.80, "stage2": 0.30}
@@ -109,14 +107,10 @@ def main() -> None:
     parser.add_argument("--only", choices=("stage1", "stage2"), default=None)
     parser.add_argument("--conv-impl", default="auto", help="'auto' (fast on CPU, xla on GPU), 'fast' or 'xla'")
     parser.add_argument("--out", default="runs/drnet_step.json")
-    parser.add_argument(
-        "--glibc_malloc_defaults",
-        action="store_true",
-        help="do not apply vdcore.host_memory.keep_freed_memory (the training CLI applies it by default)",
-    )
+    add_host_memory_flag(parser)
     add_torch_json_flag(parser)
     args = parser.parse_args()
-    args.keep_freed_memory = False if args.glibc_malloc_defaults else keep_freed_memory()
+    apply_host_memory_flag(args)
     here = load_torch_seconds(args.torch_json) if args.torch_json else {}
 
     results = []
@@ -142,14 +136,13 @@ def main() -> None:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **machine_fields(),
         "loadavg_before": load_before,
         "loadavg_at_end": os.getloadavg(),
         "args": vars(args),
         "results": results,
     }
-    print(f"wrote {write_json(args.out, report)}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

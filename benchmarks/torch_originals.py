@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import time
@@ -41,6 +40,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import machine_fields, write_report  # noqa: E402
 from benchmarks.issue_configs import VDSM_ISSUE_CONFIG, drnet_issue_config  # noqa: E402
 
 CASES = ("vdsm_stage1", "vdsm_stage2", "drnet_stage1", "drnet_stage2")
@@ -276,17 +276,12 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "torch_originals",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **machine_fields(),
         "sgemm_gflops": sgemm,
         "args": vars(args),
         "results": results,
     }
-    if args.out:
-        from vdcore.files import write_json
-
-        print(f"wrote {write_json(args.out, report)}")
-    return report
+    return write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,13 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import add_host_memory_flag, apply_host_memory_flag, machine_fields, write_report  # noqa: E402
 from benchmarks.issue_configs import VDSM_ISSUE_CONFIG as ISSUE_CONFIG  # noqa: E402 (imports no JAX)
 from benchmarks.torch_originals import add_torch_json_flag, load_torch_seconds, same_machine_fields  # noqa: E402
 
@@ -53,11 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the parameters and the noise batch")
     parser.add_argument("--xla_flags", default=None, help="XLA_FLAGS for this process (set before JAX starts)")
     parser.add_argument("--out", default="runs/vdsm_step.json", help="JSON output path ('' to skip)")
-    parser.add_argument(
-        "--glibc_malloc_defaults",
-        action="store_true",
-        help="do not apply vdcore.host_memory.keep_freed_memory (the training CLI applies it by default)",
-    )
+    add_host_memory_flag(parser)
     add_torch_json_flag(parser)
     args = parser.parse_args(argv)
     if args.steps < 1:
@@ -135,9 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.xla_flags is not None:
         os.environ["XLA_FLAGS"] = args.xla_flags
-    from vdcore.host_memory import keep_freed_memory
-
-    args.keep_freed_memory = False if args.glibc_malloc_defaults else keep_freed_memory()
+    apply_host_memory_flag(args)
     import jax
 
     here = load_torch_seconds(args.torch_json) if args.torch_json else {}
@@ -174,17 +168,12 @@ def main(argv: list[str] | None = None) -> dict:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **machine_fields(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "args": vars(args),
         "results": results,
     }
-    if args.out:
-        from vdcore.files import write_json
-
-        print(f"wrote {write_json(args.out, report)}")
-    return report
+    return write_report(args.out, report)
 
 
 if __name__ == "__main__":
