@@ -68,3 +68,55 @@ def test_cell_step_equals_layer_step_and_dropout_only_when_training():
     np.testing.assert_array_equal(out, again)
     dropped, _ = model.apply(params, xs, init, deterministic=False, rngs={"dropout": jax.random.key(3)})
     assert not np.allclose(dropped, out)
+
+
+def test_stacked_states_match_torch_lstm_at_layout_revealing_sizes():
+    """torch.nn.LSTM defines the (L·D, B, H) state layout (layer-major, direction fastest): with B 4, L 3, T 5 and
+    a different initial state for every (layer, direction, sequence), outputs and final states agree, so no layer,
+    direction or sequence reads another's state. Also the feedback stack's (L, B, H) initial states."""
+    import torch
+
+    from vdcore.rnn import lstm_feedback_stack
+
+    batch, steps, features, hidden, layers = 4, 5, 3, 6, 3
+    rng = np.random.default_rng(2)
+    torch.manual_seed(0)
+    net = torch.nn.LSTM(features, hidden, layers, bidirectional=True)
+    xs = rng.normal(size=(batch, steps, features)).astype(np.float32)
+    h0, c0 = (rng.normal(size=(2 * layers, batch, hidden)).astype(np.float32) for _ in range(2))
+    params = {}
+    for layer in range(layers):
+        for suffix in ("", "_reverse"):
+            get = lambda name, s=suffix, k=layer: getattr(net, f"{name}_l{k}{s}").detach().numpy()
+            params[f"l{layer}{suffix}"] = {
+                "kernel_ih": get("weight_ih").T,
+                "kernel_hh": get("weight_hh").T,
+                "bias_ih": get("bias_ih"),
+                "bias_hh": get("bias_hh"),
+            }
+    outputs, (hn, cn) = LSTM(hidden, layers, bidirectional=True).apply({"params": params}, xs, (h0, c0))
+    with torch.no_grad():
+        t_out, (t_hn, t_cn) = net(torch.from_numpy(xs).permute(1, 0, 2), (torch.from_numpy(h0), torch.from_numpy(c0)))
+    np.testing.assert_allclose(outputs, t_out.permute(1, 0, 2).numpy(), atol=1e-5)
+    np.testing.assert_allclose(hn, t_hn.numpy(), atol=1e-5)
+    np.testing.assert_allclose(cn, t_cn.numpy(), atol=1e-5)
+
+    decoder = torch.nn.LSTM(hidden, hidden, layers)
+    h0, c0 = (rng.normal(size=(layers, batch, hidden)).astype(np.float32) for _ in range(2))
+    first = rng.normal(size=(batch, hidden)).astype(np.float32)
+    layer_params = [
+        {
+            "kernel_ih": getattr(decoder, f"weight_ih_l{k}").detach().numpy().T,
+            "kernel_hh": getattr(decoder, f"weight_hh_l{k}").detach().numpy().T,
+            "bias_ih": getattr(decoder, f"bias_ih_l{k}").detach().numpy(),
+            "bias_hh": getattr(decoder, f"bias_hh_l{k}").detach().numpy(),
+        }
+        for k in range(layers)
+    ]
+    ours = lstm_feedback_stack(layer_params, (jnp.asarray(h0), jnp.asarray(c0)), jnp.asarray(first), steps)
+    with torch.no_grad():
+        x, state, theirs = torch.from_numpy(first)[None], (torch.from_numpy(h0), torch.from_numpy(c0)), []
+        for _ in range(steps):
+            x, state = decoder(x, state)
+            theirs.append(x[0])
+    np.testing.assert_allclose(ours, torch.stack(theirs, 1).numpy(), atol=1e-5)

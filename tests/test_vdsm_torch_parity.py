@@ -2,9 +2,11 @@
 
 A PyTorch expression of the original networks (tests/torch_reference_vdsm.py) is initialised randomly, saved in
 the original's checkpoint format ({'epoch', 'model', 'optimizer'}), loaded through vdsm_jax.torch_import and
-compared at 64 px with the tiny config's shapes: network outputs to 1e-4 absolute, and the Monte-Carlo mean of
-each stage's negative ELBO to 0.5 % (plus every KL / likelihood term within a few standard errors). With
-PARITY_REPORT_DIR set, the largest differences are written to $PARITY_REPORT_DIR/parity_vdsm.json.
+compared at 64 px with the tiny config's shapes, at sizes where layout bugs show (B 4 sequences of T 5 frames,
+rnn_layers 3: B != L, T != B, so a transposed or plainly reshaped (L, B, H) state mixes sequences): network outputs
+to 1e-4 absolute, and the Monte-Carlo mean of each stage's negative ELBO to 0.5 % (plus every KL / likelihood term
+within a few standard errors). With PARITY_REPORT_DIR set, the largest differences are written to
+$PARITY_REPORT_DIR/parity_vdsm.json.
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ from vdsm_jax.torch_import import load_torch_checkpoint
 
 ATOL = 1e-4
 ELBO_RTOL = 0.005
-PARTICLES = 256
-ELBO_B, ELBO_T = 1, 2  # every particle decodes B·T frames of 64 px in both frameworks: kept small for CPU time
+PARTICLES = 128  # at ELBO_B 3 sequences: the relative standard error of 384 single-sequence particles
+ELBO_B, ELBO_T = 3, 2  # every particle decodes B·T frames of 64 px in both frameworks: kept small for CPU time
 EPOCH = 2
-B, T = 2, 3
+B, T = 4, 5
+RNN_LAYERS = 3
 _REPORT: dict[str, float] = {}
 
 
@@ -63,6 +66,7 @@ def _close(name: str, ours, theirs, atol: float = ATOL) -> None:
 
 def _config(stage: int, **overrides):
     config = load_config_file("configs/vdsm/tiny.py", f"stage{stage}")
+    config.rnn_layers = RNN_LAYERS
     config.update(overrides)
     return config
 
@@ -242,8 +246,29 @@ def test_stage2_sequence_networks(stage2, videos):
     _close("stage2/transition/loc", ours[0], theirs[0])
     _close("stage2/transition/scale", ours[1], theirs[1])
 
-    expected = net.image_dec(net.latent_chain(dz_loc, T), identity)
-    _close("stage2/reconstruct", model.reconstruct(videos), _nhwc(expected))
+    # The original's own test-time form (a Python loop per sequence and step) against ours, for the whole batch.
+    futures = net.test_sequence(z_loc.permute(1, 0, 2), T).permute(1, 0, 2)
+    _close(
+        "stage2/latent_chain_test_sequence", modules.latent_chain_from_dynamics(params, codes["dynamics"], T), futures
+    )
+    _close("stage2/reconstruct", model.reconstruct(videos), _nhwc(net.image_dec(futures, identity)))
+
+    # Swap: sequence i keeps the identity of clip perm[i] and follows the dynamics of clip i (the original's
+    # swap_id_generate_sequence: test_sequence futures of one clip decoded with another clip's identity).
+    perm = np.array([2, 0, 3, 1])
+    _close("stage2/swap", model.swap(videos[perm], videos), _nhwc(net.image_dec(futures, identity[perm])))
+
+
+@torch.no_grad()
+def test_reference_batched_chain_is_the_originals_per_sequence_loop(stage2, videos):
+    """The PyTorch reference's batched seq2seq decoder (used by the ELBO estimates) computes, for every sequence,
+    what the original's per-sequence loop computes: at B 4 and rnn_layers 3 a state layout that mixed sequences
+    would differ here by the size of the states."""
+    net, _ = stage2
+    z_loc, *_ = ref.encode_frames(net.image_enc, net.id_layers, _nchw(videos))
+    dz_loc, _ = net.dynamics_posterior(z_loc)
+    loop = net.test_sequence(z_loc.permute(1, 0, 2), T).permute(1, 0, 2)
+    np.testing.assert_allclose(net.latent_chain(dz_loc, T).numpy(), loop.numpy(), rtol=0, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -437,6 +462,7 @@ def test_wrong_stage_is_named(stage1, stage2):
     with pytest.raises(TorchCheckpointError, match=r"VDSM_seq\.pth: is a stage-2 \(VDSM_Seq\) checkpoint.*stage 1"):
         VDSM.from_checkpoint(stage2[1], _config(1))
     both = load_config_file("configs/vdsm/tiny.py", "both")
+    both.rnn_layers = RNN_LAYERS
     assert VDSM.from_checkpoint(stage2[1], both).stage == 2  # a stage-0 config takes the file's stage
 
 

@@ -1,6 +1,9 @@
-"""A PyTorch expression of the original VDSM networks (shared/reference/vdsm.md), for the parity tests.
+"""A PyTorch expression of the original VDSM networks, for the parity tests (CI has no copy of the original).
 
-Written from the reference description only, with the original's module and parameter names and layouts, so
+Written from the project's reference description, with the original's module and parameter names and layouts;
+the layouts the description left open were settled by reading the original (github.com/matthewvowels1/
+DisentanglingSequences, `VDSM_Seq.test_sequence` / `guide`: the decoder's initial states are viewed (B, L, H) and
+permuted to (L, B, H)), and `VDSMSeq.test_sequence` keeps that method's per-sequence loop form.
 `VDSMEncDec(...).state_dict()` / `VDSMSeq(...).state_dict()` have exactly the keys and shapes of the original's
 `VDSM_EncDec` / `VDSM_Seq` checkpoints. Shapes: B sequences, T frames, frames NCHW (3, 64, 64) in [0, 1].
 The mixture-of-experts decoder blends each sequence's kernels in a Python loop over the batch, as the original.
@@ -222,14 +225,14 @@ class VDSMSeq(nn.Module):
 
     def dynamics_rnn(self, dz: torch.Tensor, seq_len: int) -> torch.Tensor:
         """dz (..., B, D) → the decoder LSTM's outputs (..., B, T, H); step 0's input is dec_inp_0, then its own
-        output. The initial states are Linear(dz) (B, L·H) viewed row-major as (L, B, H), as the original; leading
-        axes (Monte-Carlo particles) are independent batches, each viewed on its own."""
+        output. The initial states are Linear(dz) (N, L·H) viewed as (N, L, H) and permuted to (L, N, H), as the
+        original's `dz_to_dec_h(dz).view(-1, L, H).permute(1, 0, 2)`: layer l of sequence n starts from the l-th
+        H-chunk of sequence n's own vector. Leading axes (Monte-Carlo particles) are flattened into N."""
         lead, b = dz.shape[:-2], dz.shape[-2]
         n = math.prod(lead) * b
 
         def initial(linear: nn.Linear) -> torch.Tensor:
-            state = linear(dz).reshape(-1, self.rnn_layers, b, self.rnn_dim)  # per leading index: .view(L, B, H)
-            return state.permute(1, 0, 2, 3).reshape(self.rnn_layers, n, self.rnn_dim)
+            return linear(dz.reshape(n, -1)).view(-1, self.rnn_layers, self.rnn_dim).permute(1, 0, 2).contiguous()
 
         h, c = initial(self.dz_to_dec_h), initial(self.dz_to_dec_c)
         x = self.dec_inp_0.expand(1, n, self.rnn_dim)
@@ -248,6 +251,31 @@ class VDSMSeq(nn.Module):
             z_prev, _ = self.comb(lstm_out[:, t], dz, z_prev)
             zs.append(z_prev)
         return torch.stack(zs, 1)
+
+    def test_sequence(self, sequence: torch.Tensor, seq_len: int) -> torch.Tensor:
+        """The original's `VDSM_Seq.test_sequence`, in its own form: time-major z_loc (T, B, Z) → futures (seq_len,
+        B, Z). dz_loc from the bidirectional encoder's final states (permuted to batch-major, flattened), the
+        decoder's initial states viewed (B, L, H) and permuted to (L, B, H), then one Python loop per sequence
+        (state h_dec[:, i], batch of one) and per step, z_prev ← the combiner's loc. Independent of `dynamics_rnn`
+        / `latent_chain`, which compute the same for a whole batch at once."""
+        bs = sequence.shape[1]
+        shape = (2 * self.rnn_layers, bs, self.rnn_dim)
+        initial = (self.h_0_enc.expand(shape).contiguous(), self.c_0_enc.expand(shape).contiguous())
+        _, (h_n, _) = self.seq2seq_enc.rnn(sequence, initial)
+        summary = h_n.permute(1, 0, 2).contiguous().view(bs, 2 * self.rnn_layers * self.rnn_dim)
+        dz_loc = F.leaky_relu(self.cats(summary)[:, : self.dynamics_dim], 0.01)
+        h_dec = self.dz_to_dec_h(dz_loc).view(-1, self.rnn_layers, self.rnn_dim).permute(1, 0, 2)
+        c_dec = self.dz_to_dec_c(dz_loc).view(-1, self.rnn_layers, self.rnn_dim).permute(1, 0, 2)
+        futures = torch.zeros(seq_len, bs, self.z_dim)
+        for i in range(bs):
+            x = self.dec_inp_0.view(1, 1, -1)
+            z_prev = self.z_q_0.view(1, -1)
+            h, c = h_dec[:, i : i + 1].contiguous(), c_dec[:, i : i + 1].contiguous()
+            for t in range(seq_len):
+                x, (h, c) = self.seq2seq_dec(x, (h, c))
+                z_prev, _ = self.comb(x[0], dz_loc[i : i + 1], z_prev)
+                futures[t, i] = z_prev[0]
+        return futures
 
 
 def encode_frames(enc: Encoder, id_layers: IDLayers, videos: torch.Tensor):

@@ -10,7 +10,8 @@
     model.decode(z, identity)            # → videos
     model.reconstruct(videos)            # the original's test_sequence path
     model.swap(identity_from, dynamics_from)
-    model.generate(rng, n, seq_len)      # from the priors
+    model.generate(rng, n, seq_len)      # from the priors; sequence i from key i of split(rng, n)
+    model.generate_with_keys(keys, seq_len)  # one sequence per key: each depends on its own key only
 
 All methods are jit-compiled pure functions of the parameters; arrays come back as
 numpy float32. Stage-1 models have no dynamics networks: `encode` gives no
@@ -62,18 +63,30 @@ def decode_dynamics(
     return jax.nn.sigmoid(modules.decode_logits(params, z, identity))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4))
-def generate(
-    modules: VDSMModules, params: Params, rng: jax.Array, n: int, seq_len: int, temperature: float
-) -> jax.Array:
-    k_id, k_dz, k_z = jax.random.split(rng, 3)
-    id_value = jax.random.normal(k_id, (n, modules.n_e_w)) / modules.n_e_w
-    weights = identity_weights(id_value, temperature)
+def prior_draws(modules: VDSMModules, key: jax.Array, seq_len: int) -> dict[str, jax.Array]:
+    """One sequence's draws from the priors, all from its own key: 'ID' (E,) ~ N(0, 1/E) (pre-temperature),
+    'dz' (D,) ~ N(0, 1/D), 'noise' (seq_len, Z) ~ N(0, 1) (z_0 and the transition noise)."""
+    k_id, k_dz, k_z = jax.random.split(key, 3)
+    return {
+        "ID": jax.random.normal(k_id, (modules.n_e_w,)) / modules.n_e_w,
+        "dz": jax.random.normal(k_dz, (modules.dynamics_dim,)) / modules.dynamics_dim,
+        "noise": jax.random.normal(k_z, (seq_len, modules.z_dim)),
+    }
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def generate(modules: VDSMModules, params: Params, keys: jax.Array, seq_len: int, temperature: float) -> jax.Array:
+    """Sequences from the priors, sequence i from keys[i] alone (keys (N,)) → videos (N, seq_len, H, W, C).
+
+    Stage 2: identity ~ N(0, 1/E), dz ~ N(0, 1/D), z_0 ~ N(0, 1), z_t ~ N(transitions(z_{t-1}, dz)), as the
+    original's `sample_sequence`; stage 1: every frame's z ~ N(0, 1).
+    """
+    draws = jax.vmap(lambda key: prior_draws(modules, key, seq_len))(keys)
+    weights = identity_weights(draws["ID"], temperature)
     if _has_dynamics(params):
-        dz = jax.random.normal(k_dz, (n, modules.dynamics_dim)) / modules.dynamics_dim
-        z = modules.prior_chain(params, k_z, dz, seq_len)
+        z = modules.prior_chain(params, draws["dz"], draws["noise"])
     else:
-        z = jax.random.normal(k_z, (n, seq_len, modules.z_dim))
+        z = draws["noise"]
     return jax.nn.sigmoid(modules.decode_logits(params, z, weights))
 
 
@@ -176,4 +189,17 @@ class VDSM:
         )
 
     def generate(self, rng: jax.Array, n: int, seq_len: int) -> np.ndarray:
-        return np.asarray(generate(self.modules, self.params, rng, int(n), int(seq_len), self.config.test_temp_id))
+        """n sequences of seq_len frames from the priors; sequence i uses key i of `jax.random.split(rng, n)`."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        return self.generate_with_keys(jax.random.split(rng, int(n)), seq_len)
+
+    def generate_with_keys(self, keys: jax.Array, seq_len: int) -> np.ndarray:
+        """One sequence per PRNG key of keys (N,): sequence i depends on keys[i] only, whatever else is in the batch."""
+        if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
+            raise ValueError(f"seq_len must be an int >= 1, got {seq_len!r}")
+        keys = jnp.asarray(keys)
+        typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
+        if keys.ndim != (1 if typed else 2) or keys.shape[0] < 1:
+            raise ValueError(f"keys must be N >= 1 PRNG keys, e.g. jax.random.split(key, N); got shape {keys.shape}")
+        return np.asarray(generate(self.modules, self.params, keys, int(seq_len), self.config.test_temp_id))

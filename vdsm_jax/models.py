@@ -161,17 +161,21 @@ class VDSMModules:
         _, zs = jax.lax.scan(step, z0, jnp.swapaxes(lstm_out, 0, 1))
         return jnp.swapaxes(zs, 0, 1)
 
-    def prior_chain(self, params: Params, rng: jax.Array, dz: jax.Array, seq_len: int) -> jax.Array:
-        """Sample z_0 ~ N(0, 1), z_t ~ N(transitions(z_{t-1}, dz)) → (B, T, Z)."""
-        k0, kt = jax.random.split(rng)
-        z0 = jax.random.normal(k0, (dz.shape[0], self.z_dim))
+    def prior_chain(self, params: Params, dz: jax.Array, noise: jax.Array) -> jax.Array:
+        """The prior's chain driven by standard-normal noise (B, T, Z): z_0 = noise_0 ~ N(0, 1),
+        z_t = loc_t + scale_t · noise_t with (loc_t, scale_t) = transitions(z_{t-1}, dz) → (B, T, Z).
 
-        def step(z_prev, key):
+        Taking the noise rather than a key keeps every sequence a function of its own draws
+        (the caller decides how they are drawn, e.g. one key per sequence).
+        """
+
+        def step(z_prev, noise_t):
             loc, scale = self.transition(params, z_prev, dz)
-            z = loc + scale * jax.random.normal(key, loc.shape)
+            z = loc + scale * noise_t
             return z, z
 
-        _, zs = jax.lax.scan(step, z0, jax.random.split(kt, seq_len - 1))
+        z0 = noise[:, 0]
+        _, zs = jax.lax.scan(step, z0, jnp.swapaxes(noise[:, 1:], 0, 1))
         return jnp.concatenate([z0[:, None], jnp.swapaxes(zs, 0, 1)], axis=1)
 
 

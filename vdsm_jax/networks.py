@@ -1,4 +1,6 @@
-"""VDSM's networks as Flax modules (shapes and wiring: shared/reference/vdsm.md).
+"""VDSM's networks as Flax modules (Vowels, Camgoz & Bowden, "VDSM: Unsupervised Video Disentanglement with
+State-Space Modeling and Deep Mixtures of Experts", CVPR 2021; shapes and wiring as the original's
+`modules.py` / `VDSM.py`, github.com/matthewvowels1/DisentanglingSequences).
 
 Shapes: B sequences, T frames, images (H, W, C) = (64, 64, nc) NHWC in [0, 1];
 Z = z_dim, E = n_e_w (experts = identity dimension), D = dynamics_dim,
@@ -241,9 +243,13 @@ class DynamicsEncoder(nn.Module):
 class DynamicsDecoder(nn.Module):
     """`dz_to_dec_h`, `dz_to_dec_c` and `seq2seq_dec`: dz (B, D) → LSTM outputs (B, T, H).
 
-    The initial (h, c) of the unidirectional L-layer LSTM are Linear(D → L·H)(dz) reshaped
-    row-major to (L, B, H), as the original's reshape. Step 0's input is the learned
-    `dec_inp_0` (H); every later step's input is the previous step's top-layer output.
+    The initial (h, c) of the unidirectional L-layer LSTM are Linear(D → L·H)(dz), (B, L·H),
+    viewed as (B, L, H) and made layer-major (L, B, H): layer l of sequence b starts from the
+    l-th H-sized chunk of sequence b's own vector, as the original's
+    `dz_to_dec_h(dz).view(-1, L, H).permute(1, 0, 2)` (Vowels et al. 2021,
+    github.com/matthewvowels1/DisentanglingSequences, `VDSM_Seq.guide` / `test_sequence`).
+    Step 0's input is the learned `dec_inp_0` (H); every later step's input is the previous
+    step's top-layer output.
     """
 
     rnn_dim: int
@@ -252,9 +258,12 @@ class DynamicsDecoder(nn.Module):
     @nn.compact
     def __call__(self, dz: jax.Array, seq_len: int) -> jax.Array:
         b = dz.shape[0]
-        shape = (self.rnn_layers, b, self.rnn_dim)
-        h = TorchDense(self.rnn_layers * self.rnn_dim, name="dz_to_dec_h")(dz).reshape(shape)
-        c = TorchDense(self.rnn_layers * self.rnn_dim, name="dz_to_dec_c")(dz).reshape(shape)
+
+        def initial_state(name: str) -> jax.Array:
+            per_sequence = TorchDense(self.rnn_layers * self.rnn_dim, name=name)(dz)
+            return jnp.swapaxes(per_sequence.reshape(b, self.rnn_layers, self.rnn_dim), 0, 1)
+
+        h, c = initial_state("dz_to_dec_h"), initial_state("dz_to_dec_c")
         first_input = self.param("dec_inp_0", nn.initializers.zeros, (self.rnn_dim,))
         layers = [
             LSTMLayerParams(self.rnn_dim, self.rnn_dim, name=f"seq2seq_dec_l{k}")() for k in range(self.rnn_layers)

@@ -1,4 +1,5 @@
-"""VDSM's variational objectives as NumPyro model/guide pairs (shared/reference/vdsm.md).
+"""VDSM's variational objectives as NumPyro model/guide pairs (Vowels et al., CVPR 2021; the original's
+Pyro model/guide pairs in github.com/matthewvowels1/DisentanglingSequences, `VDSM.py`).
 
 Each model and guide is a plain function of (modules, params, videos, anneal):
 videos (B, T, H, W, C) in [0, 1]; `anneal` maps 'temp_id', 'anneal_id', 'anneal_t'
@@ -135,6 +136,7 @@ def stage2_guide(modules: VDSMModules, params: Params, videos: jax.Array, anneal
 
 
 MODEL_AND_GUIDE = {1: (stage1_model, stage1_guide), 2: (stage2_model, stage2_guide)}
+SEQUENCE_PLATES = ("sequences", "sequences_x")  # the plates whose axis is the batch of sequences
 
 
 def elbo_loss(
@@ -152,6 +154,36 @@ def elbo_loss(
     return elbo.loss(rng, {}, model, guide, modules, params, videos, anneal)
 
 
+def _guide_and_model_traces(stage: int, guide, args: tuple, rng: jax.Array, latents: Mapping | None = None):
+    """The guide's trace (seeded by `rng`'s guide half, as Trace_ELBO splits it; its sample sites take the values
+    `latents` when given, in the guide's own layout) and the model's trace replayed on it."""
+    model = MODEL_AND_GUIDE[stage][0]
+    model_rng, guide_rng = jax.random.split(rng)  # the order Trace_ELBO uses
+    if latents is not None:
+        guide = numpyro.handlers.substitute(guide, data=latents)
+    guide_trace = numpyro.handlers.trace(numpyro.handlers.seed(guide, guide_rng)).get_trace(*args)
+    replayed_model = numpyro.handlers.seed(numpyro.handlers.replay(model, trace=guide_trace), model_rng)
+    return guide_trace, numpyro.handlers.trace(replayed_model).get_trace(*args)
+
+
+def _terms(guide_trace: dict, model_trace: dict, log_prob) -> dict[str, jax.Array]:
+    """'kl/<site>' = log_prob(guide site) - log_prob(model site) per latent site, 'nll/<site>' = -log_prob of the
+    observed ones; `log_prob(site)` gives a site's scaled log-density, reduced as the caller wants."""
+    terms = {}
+    for name, site in model_trace.items():
+        if site["type"] != "sample":
+            continue
+        if site["is_observed"]:
+            terms[f"nll/{name}"] = -log_prob(site)
+        else:
+            terms[f"kl/{name}"] = log_prob(guide_trace[name]) - log_prob(site)
+    return terms
+
+
+def _scaled(site: dict, log_prob: jax.Array) -> jax.Array:
+    return log_prob * (1.0 if site.get("scale") is None else site["scale"])
+
+
 def elbo_terms(
     modules: VDSMModules, stage: int, params: Params, videos: jax.Array, anneal: Anneal, rng: jax.Array
 ) -> dict[str, jax.Array]:
@@ -160,23 +192,67 @@ def elbo_terms(
     For every latent site: 'kl/<site>' = scaled (log q - log p) summed over the batch (a
     one-sample KL estimate); for the pixels 'nll/x' = -log p(x | z). They add up to the loss.
     """
-    model, guide = MODEL_AND_GUIDE[stage]
-    model_rng, guide_rng = jax.random.split(rng)  # the order Trace_ELBO uses
-    seeded_guide = numpyro.handlers.seed(guide, guide_rng)
-    guide_trace = numpyro.handlers.trace(seeded_guide).get_trace(modules, params, videos, anneal)
-    replayed_model = numpyro.handlers.seed(numpyro.handlers.replay(model, trace=guide_trace), model_rng)
-    model_trace = numpyro.handlers.trace(replayed_model).get_trace(modules, params, videos, anneal)
+    guide = MODEL_AND_GUIDE[stage][1]
+    traces = _guide_and_model_traces(stage, guide, (modules, params, videos, anneal), rng)
+    return _terms(*traces, lambda site: _scaled(site, jnp.sum(site["fn"].log_prob(site["value"]))))
 
-    def site_log_prob(site):
-        log_prob = site["fn"].log_prob(site["value"])
-        return jnp.sum(log_prob) * (1.0 if site.get("scale") is None else site["scale"])
 
-    terms = {}
-    for name, site in model_trace.items():
-        if site["type"] != "sample":
-            continue
-        if site["is_observed"]:
-            terms[f"nll/{name}"] = -site_log_prob(site)
-        else:
-            terms[f"kl/{name}"] = site_log_prob(guide_trace[name]) - site_log_prob(site)
-    return terms
+def _sequence_dim(site: dict) -> int:
+    """The (negative) batch dimension of a site's sequence plate."""
+    for frame in site["cond_indep_stack"]:
+        if frame.name in SEQUENCE_PLATES:
+            return frame.dim
+    raise ValueError(f"site {site['name']!r} is in no sequence plate ({', '.join(SEQUENCE_PLATES)})")
+
+
+def sequence_axis(site: dict) -> int:
+    """The axis of a sample site's value that indexes sequences (scan sites carry a leading time axis)."""
+    return site["value"].ndim - site["fn"].event_dim + _sequence_dim(site)
+
+
+def _per_sequence_log_prob(site: dict) -> jax.Array:
+    """A site's scaled log-density summed over everything but its sequence axis → (B,)."""
+    log_prob = site["fn"].log_prob(site["value"])
+    axis = log_prob.ndim + _sequence_dim(site)
+    return _scaled(site, jnp.sum(jnp.moveaxis(log_prob, axis, 0).reshape(log_prob.shape[axis], -1), axis=1))
+
+
+def _evaluation_guide(stage: int):
+    """The stage's guide with dropout off (stage 2), so each sequence's density depends on its inputs only."""
+    guide = MODEL_AND_GUIDE[stage][1]
+    if stage == 2:
+        return lambda *args: guide(*args, train=False)
+    return guide
+
+
+def elbo_terms_per_sequence(
+    modules: VDSMModules,
+    stage: int,
+    params: Params,
+    videos: jax.Array,
+    anneal: Anneal,
+    rng: jax.Array | None = None,
+    latents: Mapping[str, jax.Array] | None = None,
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    """Per-sequence contributions to the one-particle negative ELBO, and the latent values they were scored at.
+
+    The guide draws its latents with `rng`, or scores the given `latents` (batch-major, as returned). Dropout is
+    off in the dynamics encoder. Returns (terms, latents): terms as `elbo_terms` ('kl/<site>' = scaled log q -
+    log p, 'nll/x' = -log p(x | z)), each (B,) with entry b summing over sequence b's frames and dimensions only;
+    latents {site: (B, ...)}. Row b of both depends on videos[b] and latents[b] alone, so a sequence scored inside
+    a batch scores the same alone.
+    """
+    if (rng is None) == (latents is None):
+        raise ValueError("elbo_terms_per_sequence: pass exactly one of rng (draw the latents) or latents (score them)")
+    guide = _evaluation_guide(stage)
+    args = (modules, params, videos, anneal)
+    rng = jax.random.key(0) if rng is None else rng
+    guide_trace, model_trace = _guide_and_model_traces(stage, guide, args, rng)
+    axes = {name: sequence_axis(site) for name, site in guide_trace.items() if site["type"] == "sample"}
+    if latents is not None:
+        if sorted(latents) != sorted(axes):
+            raise ValueError(f"latents must hold the sites {sorted(axes)}; got {sorted(latents)}")
+        data = {name: jnp.moveaxis(jnp.asarray(value), 0, axes[name]) for name, value in latents.items()}
+        guide_trace, model_trace = _guide_and_model_traces(stage, guide, args, rng, data)
+    values = {name: jnp.moveaxis(guide_trace[name]["value"], axes[name], 0) for name in axes}
+    return _terms(guide_trace, model_trace, _per_sequence_log_prob), values
