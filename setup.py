@@ -39,6 +39,8 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": ["pytest==9.2.0", "ruff==0.17.6", "torch==2.13.0"],  # torch: the parity tests against the originals
+        # Running the originals' own code (benchmarks/originals.py): their other imports besides torch.
+        "bench": ["torch==2.13.0", "pyro-ppl==1.9.1", "antialiased-cnns==0.3"],
     },
     license="Apache-2.0",
 )

@@ -128,12 +128,15 @@ class DRNet:
         config: ml_collections.ConfigDict | None = None,
         step: int | None = None,
         batch_statistics: bool = False,
+        stage1_checkpoint: str | os.PathLike | None = None,
     ) -> DRNet:
         """Load a drnet_jax run (its workdir or checkpoints folder; newest step unless `step`), or an authors'
         PyTorch checkpoint (a path ending in .pth / .pt, or any file; see drnet_jax.torch_import).
 
         `config` defaults to the one stored in the run's checkpoint; a given config must match its shapes. A torch
         checkpoint needs `config` (its networks' models and sizes; its stage must be the file's, or 0 for either).
+        `stage1_checkpoint`: the stage-1 model.pth of an authors' LSTM-only stage-2 file, where it is not found
+        by itself (drnet_jax.torch_import).
         """
         if is_torch_checkpoint_path(workdir_or_path):
             if config is None:
@@ -143,9 +146,11 @@ class DRNet:
                 )
             if step is not None:
                 raise ValueError(f"{workdir_or_path}: a torch checkpoint holds one state; step={step} does not apply")
-            loaded = load_torch_checkpoint(os.fspath(workdir_or_path), config)
+            loaded = load_torch_checkpoint(os.fspath(workdir_or_path), config, stage1_checkpoint)
             modules = DRNetModules.from_config(loaded.config)
             return cls(modules, loaded.params, loaded.batch_stats, loaded.config, batch_statistics)
+        if stage1_checkpoint is not None:
+            raise ValueError(f"{workdir_or_path}: stage1_checkpoint is for an authors' torch file, not a drnet_jax run")
         meta = read_meta(workdir_or_path, step)
         config = config_from_meta(meta) if config is None else stage_config(config, meta["stage"])
         modules = DRNetModules.from_config(config)

@@ -10,6 +10,8 @@ The config must describe the file's networks (content_model, pose_model, image_w
 content_dim, pose_dim, sd_nf; rnn_size and rnn_layers for a stage-2 file); every mismatch is reported in
 one error, naming the keys with expected vs found shapes. A stage-1 file (netEC, netEP, netD[, netC])
 needs a stage-1 config, a stage-2 file (with 'lstm') a stage-2 one; a "both" config takes the file's stage.
+An authors' stage-2 file holds the LSTM only: its EC, EP and D come from the stage-1 model.pth it was trained
+from (``opt.model_path``, or ``--stage1_torch_checkpoint``).
 
 The checkpoint is written at step ``epoch * epoch_size`` (the config's epoch_size for that stage), with
 the config and stage in its meta, through drnet_jax.state like every run's checkpoint. What is NOT carried
@@ -80,14 +82,21 @@ def _discriminator_source(stage: int, loaded: TorchDRNetVariables) -> str:
     return "converted" if DISCRIMINATOR in loaded.params else "fresh init (the file has no netC)"
 
 
-def convert(config: ml_collections.ConfigDict, torch_checkpoint: str, workdir: str, epoch: int = 0) -> dict[str, Any]:
+def convert(
+    config: ml_collections.ConfigDict,
+    torch_checkpoint: str,
+    workdir: str,
+    epoch: int = 0,
+    stage1_checkpoint: str | None = None,
+) -> dict[str, Any]:
     """Write ``<workdir>/checkpoints/<epoch * epoch_size>`` from an authors' .pth file; returns a summary dict.
 
+    ``stage1_checkpoint``: the stage-1 model.pth of an LSTM-only stage-2 file, where it is not found by itself.
     Refuses a workdir that already holds checkpoints (it would mix two runs).
     """
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-    loaded = load_torch_checkpoint(torch_checkpoint, config)
+    loaded = load_torch_checkpoint(torch_checkpoint, config, stage1_checkpoint)
     config = loaded.config
     check_config(config)
     step = epoch * config.epoch_size
@@ -110,7 +119,7 @@ def convert(config: ml_collections.ConfigDict, torch_checkpoint: str, workdir: s
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    summary = convert(FLAGS.config, FLAGS.torch_checkpoint, FLAGS.workdir, FLAGS.epoch)
+    summary = convert(FLAGS.config, FLAGS.torch_checkpoint, FLAGS.workdir, FLAGS.epoch, FLAGS.stage1_torch_checkpoint)
     logging.info("converted: %s", json.dumps(summary))
     print(json.dumps(summary))
 
@@ -124,6 +133,12 @@ def define_flags() -> None:
         lock_config=True,
     )
     flags.DEFINE_string("torch_checkpoint", None, "The authors' torch.save file (.pth): stage 1 or stage 2.")
+    flags.DEFINE_string(
+        "stage1_torch_checkpoint",
+        None,
+        "For an LSTM-only stage-2 file (what train_lstm.py writes: {'lstm', 'opt'}): the stage-1 model.pth it was "
+        "trained from, where it is not at opt.model_path or three folders up from the LSTM file.",
+    )
     flags.DEFINE_string("workdir", None, "New run directory; the checkpoint goes to <workdir>/checkpoints/<step>.")
     flags.DEFINE_integer(
         "epoch",

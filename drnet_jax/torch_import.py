@@ -2,9 +2,13 @@
 
 The files
 ---------
-drnet-py's stage 1 (``train_drnet.py``) saves ``{'netEC': content encoder, 'netEP': pose encoder, 'netD':
-decoder, 'opt': argparse.Namespace of the run's flags}`` (a scene discriminator ``'netC'`` may be present);
-its stage 2 (``train_lstm.py``) saves ``{'lstm': pose LSTM, 'netEC', 'netEP', 'netD', 'opt'}``. The networks
+drnet-py's stage 1 (``train_drnet.py``) saves ``<log_dir>/model.pth`` = ``{'netEC': content encoder, 'netEP':
+pose encoder, 'netD': decoder, 'opt': argparse.Namespace of the run's flags}`` (a scene discriminator ``'netC'``
+may be present). Its stage 2 (``train_lstm.py``) saves ``<model_path>/lstm/<run name>/model.pth`` = ``{'lstm':
+pose LSTM, 'opt'}`` only: the frozen EC, EP and D it ran with are those of the stage-1 file
+``<model_path>/model.pth`` (``opt.model_path``). Such a file is read together with that stage-1 file, found as
+``stage1_checkpoint`` when given, else at ``opt.model_path``/model.pth, else three folders up from the LSTM file
+(the layout train_lstm.py writes). A stage-2 file that holds netEC, netEP and netD itself is read alone. The networks
 are pickled ``nn.Module`` objects of the authors' classes (``models.dcgan_64.encoder``,
 ``models.dcgan_unet_64.decoder``, ``models.classifiers.scene_discriminator``, ``models.lstm.lstm``, ...).
 Both torch.save formats are read (the legacy non-zip one of torch < 1.6, and the zip one) by
@@ -33,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import pathlib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -396,17 +401,7 @@ def convert_networks(
     return params, batch_stats
 
 
-def load_torch_checkpoint(path: str | os.PathLike, config: ml_collections.ConfigDict) -> TorchDRNetVariables:
-    """Read and convert an authors' checkpoint (see the module docstring) for ``config``.
-
-    ``config.stage`` 1 needs a stage-1 file (netEC, netEP, netD, optional netC), 2 a stage-2 file (also
-    'lstm'); 0 ("both") takes the file's stage. Raises TorchCheckpointError naming ``path`` for anything that
-    does not fit: a file of the other stage, or else every problem (missing/unexpected entries, ``opt`` flags
-    against the config, missing/unexpected keys, shape mismatches) in one message.
-    """
-    path = os.fspath(path)
-    if config is None:
-        raise ValueError(f"{path}: converting a torch checkpoint needs the config of its networks (config=None)")
+def _read_drnet_file(path: str) -> Mapping[str, Any]:
     contents = read_torch_file(path, module_classes=DRNET_MODULE_CLASSES)
     if not isinstance(contents, Mapping) or not any(k in contents for k in NETWORKS):
         found = sorted(map(str, contents)) if isinstance(contents, Mapping) else type(contents).__name__
@@ -414,6 +409,49 @@ def load_torch_checkpoint(path: str | os.PathLike, config: ml_collections.Config
             f"{path}: not a DRNet checkpoint: expected a dict with 'netEC', 'netEP', 'netD' (stage 1) and 'lstm' "
             f"(stage 2), found {found}"
         )
+    return contents
+
+
+def _stage1_file_of(path: str, opt: Mapping[str, Any], stage1_checkpoint: str | os.PathLike | None) -> str:
+    """The stage-1 model.pth an authors' LSTM-only file was trained from (see the module docstring)."""
+    if stage1_checkpoint is not None:
+        candidates = [os.fspath(stage1_checkpoint)]
+    else:
+        candidates = []
+        if isinstance(opt.get("model_path"), str) and opt["model_path"]:
+            candidates.append(os.path.join(opt["model_path"], "model.pth"))
+        parents = pathlib.Path(os.path.abspath(path)).parents
+        if len(parents) > 2:
+            candidates.append(str(parents[2] / "model.pth"))
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise TorchCheckpointError(
+        f"{path}: an authors' stage-2 file (train_lstm.py) holds only 'lstm' and 'opt'; its content encoder, pose "
+        "encoder and decoder are those of the stage-1 model.pth it was trained from (opt.model_path = "
+        f"{opt.get('model_path')!r}), not found at {', '.join(candidates) or 'any known place'}: pass that file as "
+        "stage1_checkpoint (DRNet.from_checkpoint, drnet_jax.convert_torch --stage1_torch_checkpoint)"
+    )
+
+
+def load_torch_checkpoint(
+    path: str | os.PathLike,
+    config: ml_collections.ConfigDict,
+    stage1_checkpoint: str | os.PathLike | None = None,
+) -> TorchDRNetVariables:
+    """Read and convert an authors' checkpoint (see the module docstring) for ``config``.
+
+    ``config.stage`` 1 needs a stage-1 file (netEC, netEP, netD, optional netC), 2 a stage-2 file (also
+    'lstm'); 0 ("both") takes the file's stage. An LSTM-only stage-2 file (what train_lstm.py writes) takes its
+    networks from the stage-1 file it was trained from (``stage1_checkpoint``, or found as the module docstring
+    says). Raises TorchCheckpointError naming the file(s) for anything that does not fit: a file of the other
+    stage, or else every problem (missing/unexpected entries, ``opt`` flags against the config,
+    missing/unexpected keys, shape mismatches) in one message.
+    """
+    path = os.fspath(path)
+    if config is None:
+        raise ValueError(f"{path}: converting a torch checkpoint needs the config of its networks (config=None)")
+    contents = _read_drnet_file(path)
     file_stage = 2 if "lstm" in contents else 1
     stage = file_stage if config.stage == 0 else config.stage
     if stage != file_stage:
@@ -423,16 +461,38 @@ def load_torch_checkpoint(path: str | os.PathLike, config: ml_collections.Config
             f"{path}: {what[file_stage]}, but the config asks for stage {stage}; use a stage-{file_stage} config{hint}"
         )
     config = stage_config(config, stage)
+    opt = _opt_dict(contents.get("opt"))
+    source, problems = path, []
+    lstm_only = stage == 2 and not any(k in contents for k in STAGE1_REQUIRED)
+    if lstm_only:
+        stage1_path = _stage1_file_of(path, opt, stage1_checkpoint)
+        stage1 = _read_drnet_file(stage1_path)
+        if "lstm" in stage1:
+            raise TorchCheckpointError(f"{stage1_path}: the stage-1 file of {path} is a stage-2 file (it has 'lstm')")
+        source = f"{path} with the networks of {stage1_path}"
+        problems += _opt_problems(_opt_dict(stage1.get("opt")), config, OPT_FIELDS[1], f"{stage1_path}: ")
+        contents = {**{k: stage1[k] for k in STAGE1_REQUIRED if k in stage1}, **contents}
+    elif stage1_checkpoint is not None:
+        raise TorchCheckpointError(
+            f"{path}: stage1_checkpoint={os.fspath(stage1_checkpoint)!r} is for an LSTM-only stage-2 file; this "
+            f"{'stage-1 file' if stage == 1 else 'file holds its own netEC, netEP and netD'}"
+        )
     required = (*STAGE1_REQUIRED, "lstm") if stage == 2 else STAGE1_REQUIRED
     allowed = set(required) | set(OPTIONAL_ENTRIES)
-    problems = [f"missing '{k}'" for k in required if k not in contents]
+    problems += [f"missing '{k}'" for k in required if k not in contents]
     problems += [f"unexpected entry '{k}'" for k in contents if k not in allowed]
-    opt = _opt_dict(contents.get("opt"))
-    for field in OPT_FIELDS[stage]:
-        if field in opt and opt[field] != config[field]:
-            problems.append(f"opt.{field} = {opt[field]!r}, the config has {field} = {config[field]!r}")
+    problems += _opt_problems(opt, config, OPT_FIELDS[stage])
     networks = {k: v for k, v in contents.items() if k in NETWORKS}
     params, batch_stats, network_problems = _convert_all(networks, config)
     if problems or network_problems:
-        _raise(path, config, problems + network_problems)
+        _raise(source, config, problems + network_problems)
     return TorchDRNetVariables(config=config, stage=stage, params=params, batch_stats=batch_stats, opt=opt)
+
+
+def _opt_problems(opt: Mapping[str, Any], config: ml_collections.ConfigDict, fields, prefix: str = "") -> list[str]:
+    """The run flags of ``opt`` that contradict the config (flags the file does not record are not checked)."""
+    return [
+        f"{prefix}opt.{field} = {opt[field]!r}, the config has {field} = {config[field]!r}"
+        for field in fields
+        if field in opt and opt[field] != config[field]
+    ]

@@ -33,7 +33,7 @@ from drnet_jax.train import train_and_evaluate
 from vdcore.torch_checkpoint import TorchCheckpointError, read_torch_file
 
 ATOL = 1e-4
-BATCH = 2
+BATCH = 4  # B != rnn_layers (2), B >= 3: a state read across the batch would show
 REPORT: dict[str, float] = {}
 
 
@@ -253,7 +253,7 @@ def test_stage2_file_lstm_matches_torch(tiny):
     assert _max_diff(model.params, want_params) == 0.0 and _max_diff(model.batch_stats, want_stats) == 0.0
 
     rng = np.random.default_rng(1)
-    steps, rollout = 4, 3
+    steps, rollout = 5, 3  # T != B
     poses = np.tanh(rng.normal(size=(BATCH, steps, tiny.config2.pose_dim))).astype(np.float32)
     h_c = np.tanh(rng.normal(size=(BATCH, tiny.config2.content_dim))).astype(np.float32)
     modules = model.modules
@@ -278,6 +278,45 @@ def test_stage2_file_lstm_matches_torch(tiny):
             t_generated.append(pose)
     _close("lstm/teacher_forced", forced, t_forced.numpy())
     _close("lstm/rollout", generated, torch.stack(t_generated, 1).numpy())
+
+
+def test_authors_lstm_only_stage2_file_takes_the_networks_of_its_stage1_file(tiny, tmp_path):
+    """train_lstm.py saves {'lstm', 'opt'} at <model_path>/lstm/<name>/model.pth; its EC, EP and D are those of
+    <model_path>/model.pth (opt.model_path), the stage-1 file it was trained from."""
+    run = tmp_path / "mnist_run"
+    run.mkdir()
+    stage1 = _save_stage1(tiny.nets, tiny.config1, run / "model.pth", "legacy")
+    lstm_dir = run / "lstm" / "rnn_size=8-rnn_layers=2"
+    lstm_dir.mkdir(parents=True)
+    lstm_file = str(lstm_dir / "model.pth")
+    opt = ref.opt_namespace(tiny.config2, model_path=str(run))
+    ref.save_checkpoint({"lstm": tiny.lstm, "opt": opt}, lstm_file, False)
+    whole = DRNet.from_checkpoint(tiny.stage2, tiny.config2)
+    for found in (
+        DRNet.from_checkpoint(lstm_file, tiny.config2),  # via opt.model_path
+        DRNet.from_checkpoint(lstm_file, tiny.config2, stage1_checkpoint=stage1),
+    ):
+        assert found.stage == 2
+        assert _max_diff(found.params, whole.params) == 0.0 and _max_diff(found.batch_stats, whole.batch_stats) == 0.0
+
+    moved = run.parent / "moved_run"
+    run.rename(moved)  # opt.model_path is stale now; the train_lstm.py layout still finds ../../model.pth
+    moved_lstm = str(moved / "lstm" / "rnn_size=8-rnn_layers=2" / "model.pth")
+    assert _max_diff(DRNet.from_checkpoint(moved_lstm, tiny.config2).params, whole.params) == 0.0
+
+    alone = tmp_path / "alone" / "model.pth"
+    alone.parent.mkdir()
+    ref.save_checkpoint({"lstm": tiny.lstm, "opt": opt}, str(alone), False)
+    with pytest.raises(
+        TorchCheckpointError, match=r"alone/model\.pth: an authors' stage-2 file .* pass that file as stage1_checkpoint"
+    ):
+        DRNet.from_checkpoint(alone, tiny.config2)
+    with pytest.raises(TorchCheckpointError, match=r"lstm\.pth: stage1_checkpoint=.* holds its own netEC"):
+        DRNet.from_checkpoint(tiny.stage2, tiny.config2, stage1_checkpoint=str(moved / "model.pth"))
+    wrong = tiny.config2.copy_and_resolve_references()
+    wrong.content_dim = 9
+    with pytest.raises(TorchCheckpointError, match=r"with the networks of .*moved_run/model\.pth.*content_dim=9"):
+        DRNet.from_checkpoint(str(alone), wrong, stage1_checkpoint=str(moved / "model.pth"))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
