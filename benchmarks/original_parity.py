@@ -80,6 +80,11 @@ def _max_abs(ours, theirs) -> float:
     return float(np.max(np.abs(ours - theirs)))
 
 
+def _worst(into: dict[str, float], name: str, value: float) -> None:
+    """Keep the largest difference seen under `name` (over the clips run one at a time)."""
+    into[name] = max(into.get(name, 0.0), value)
+
+
 def _randomize_zeros(module, generator, scale: float = 0.1) -> None:
     """Parameters the original initialises to zero (biases, learned initial states) get seeded random values."""
     import torch
@@ -193,17 +198,13 @@ def vdsm_parity(original_path: str, batch: int, seq_len: int, workdir: pathlib.P
         "batch": {name: _max_abs(mine[name], theirs[name]) for name in theirs},
     }
     result["batch"]["chain_t0"] = _max_abs(mine["chain"][:, 0], theirs["chain"][:, 0])
-    alone = {name: 0.0 for name in ("identity", "dz_loc", "chain", "reconstruct")}
+    result["alone"], result["original_alone_vs_batch"] = {}, {}
     for i in range(batch):
         one_theirs, one_mine = original(videos[i : i + 1]), ours(videos[i : i + 1])
-        for name in alone:
-            alone[name] = max(alone[name], _max_abs(one_mine[name], one_theirs[name]))
+        for name in ("identity", "dz_loc", "chain", "reconstruct"):
+            _worst(result["alone"], name, _max_abs(one_mine[name], one_theirs[name]))
             if name != "identity":  # the original itself: the clip alone against the clip inside its batch
-                result.setdefault("original_alone_vs_batch", {})[name] = max(
-                    result.get("original_alone_vs_batch", {}).get(name, 0.0),
-                    _max_abs(one_theirs[name][0], theirs[name][i]),
-                )
-    result["alone"] = alone
+                _worst(result["original_alone_vs_batch"], name, _max_abs(one_theirs[name][0], theirs[name][i]))
     return result
 
 
@@ -335,9 +336,7 @@ def drnet_parity(original_path: str, batch: int, workdir: pathlib.Path, n_past: 
         one_theirs = original([f[i : i + 1] for f in x], train=False)
         one_mine = ours(eval_model, videos[i : i + 1], train=False)
         for k in ("content", "skips", "pose", "decode", "predict"):
-            result["alone"][f"eval/{k}"] = max(
-                result["alone"].get(f"eval/{k}", 0.0), _max_abs(one_mine[k], one_theirs[k])
-            )
+            _worst(result["alone"], f"eval/{k}", _max_abs(one_mine[k], one_theirs[k]))
     theirs, mine = original(x, train=True), ours(train_model, videos, train=True)
     result["batch"].update({f"train/{k}": _max_abs(mine[k], theirs[k]) for k in theirs})
     return result

@@ -246,13 +246,15 @@ def elbo_terms_per_sequence(
         raise ValueError("elbo_terms_per_sequence: pass exactly one of rng (draw the latents) or latents (score them)")
     guide = _evaluation_guide(stage)
     args = (modules, params, videos, anneal)
-    rng = jax.random.key(0) if rng is None else rng
-    guide_trace, model_trace = _guide_and_model_traces(stage, guide, args, rng)
-    axes = {name: sequence_axis(site) for name, site in guide_trace.items() if site["type"] == "sample"}
-    if latents is not None:
+    data = None
+    if latents is not None:  # the guide's own layout of each site (where its sequence axis is) from a dry trace
+        rng = jax.random.key(0)
+        layout = numpyro.handlers.trace(numpyro.handlers.seed(guide, rng)).get_trace(*args)
+        axes = {name: sequence_axis(site) for name, site in layout.items() if site["type"] == "sample"}
         if sorted(latents) != sorted(axes):
             raise ValueError(f"latents must hold the sites {sorted(axes)}; got {sorted(latents)}")
         data = {name: jnp.moveaxis(jnp.asarray(value), 0, axes[name]) for name, value in latents.items()}
-        guide_trace, model_trace = _guide_and_model_traces(stage, guide, args, rng, data)
-    values = {name: jnp.moveaxis(guide_trace[name]["value"], axes[name], 0) for name in axes}
+    guide_trace, model_trace = _guide_and_model_traces(stage, guide, args, rng, data)
+    sites = [(name, site) for name, site in guide_trace.items() if site["type"] == "sample"]
+    values = {name: jnp.moveaxis(site["value"], sequence_axis(site), 0) for name, site in sites}
     return _terms(guide_trace, model_trace, _per_sequence_log_prob), values
