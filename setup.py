@@ -1,4 +1,4 @@
-"""Installs vdsm_jax, drnet_jax, data_prep and vdcore (the pieces both models share)."""
+"""Installs vdsm_jax, drnet_jax, data_prep, vdcore (the pieces both models share) and vdeval (their evaluation)."""
 
 from setuptools import find_packages, setup
 
@@ -35,7 +35,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["vdsm_jax*", "drnet_jax*", "data_prep*", "vdcore*"]),
+    packages=find_packages(include=["vdsm_jax*", "drnet_jax*", "data_prep*", "vdcore*", "vdeval*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": ["pytest==9.2.0", "ruff==0.17.6", "torch==2.13.0"],  # torch: the parity tests against the originals

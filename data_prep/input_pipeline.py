@@ -137,6 +137,22 @@ def collate(examples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarra
     return batch
 
 
+def ordered_clips(
+    source: SplitSource, seq_len: int, indices: Sequence[int] | None = None, batch_size: int = 64
+) -> Iterator[dict[str, np.ndarray]]:
+    """The clips of `source` at `indices` (default: all, in record order), each its first `seq_len` frames, in
+    batches of `batch_size` (the last one shorter), collated as the training batches ('video' float32 in [0, 1],
+    'index', the labels). For evaluation: no shuffling, nothing random, nothing left out.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    sampler = make_sampler("prefix", source, seq_len=seq_len)
+    order = np.arange(len(source)) if indices is None else np.asarray(indices, np.int64)
+    rng = np.random.default_rng(0)  # the prefix sampler draws nothing from it
+    for start in range(0, len(order), batch_size):
+        yield collate([sampler(int(i), rng) for i in order[start : start + batch_size]])
+
+
 def shard_items(num_items: int, process_index: int, process_count: int) -> np.ndarray:
     """This process's items: a contiguous block of num_items // process_count (the remainder is left out)."""
     if not 0 <= process_index < process_count:

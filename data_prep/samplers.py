@@ -130,25 +130,28 @@ def _window_start(data: SplitSource, index: int, length: int, needed: int, rng: 
 
 
 class WindowSampler:
-    """A random contiguous window of `seq_len` frames from one clip (the whole clip if it is exactly that long).
+    """A random contiguous window of `seq_len` frames from one clip (the whole clip if it is exactly that long;
+    with `from_start` always the first `seq_len` frames, for labels that describe the clip's start, such as
+    Moving MNIST's initial velocity).
 
     Output: video (seq_len, H, W, C) uint8, frame_index (seq_len,), index (), the record's labels,
     and with `flip_prob` > 0 also flipped () bool: the window mirrored left-right (width axis)
     with that probability.
     """
 
-    def __init__(self, data: SplitSource, seq_len: int, flip_prob: float = 0.0):
+    def __init__(self, data: SplitSource, seq_len: int, flip_prob: float = 0.0, from_start: bool = False):
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
         if not 0.0 <= flip_prob <= 1.0:
             raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
-        self.data, self.seq_len, self.flip_prob = data, seq_len, flip_prob
+        self.data, self.seq_len, self.flip_prob, self.from_start = data, seq_len, flip_prob, from_start
         self.num_items = len(data)
 
     def __call__(self, item: int, rng: np.random.Generator) -> Example:
         index = int(item)
         video, record = _video(self.data, index)
         start = _window_start(self.data, index, len(video), self.seq_len, rng, f"window of seq_len={self.seq_len}")
+        start = 0 if self.from_start else start
         window = video[start : start + self.seq_len]
         example = {"video": window, "index": np.int64(index), "frame_index": np.arange(start, start + self.seq_len)}
         if self.flip_prob > 0:
@@ -260,6 +263,10 @@ def _window(data: SplitSource, seq_len: int, flip_prob: float = 0.0) -> WindowSa
     return WindowSampler(data, seq_len=seq_len, flip_prob=flip_prob)
 
 
+def _prefix(data: SplitSource, seq_len: int) -> WindowSampler:
+    return WindowSampler(data, seq_len=seq_len, from_start=True)
+
+
 def _vdsm_stage1(data: SplitSource, seq_len: int, flip_prob: float = 0.5) -> Sampler:
     if data.name == "sprites":
         return PairSampler(data, group_by="character", distinct_by="action", seq_len=seq_len)
@@ -286,6 +293,7 @@ def _pair(data: SplitSource, group_by: str, distinct_by: str, seq_len: int | Non
 
 SAMPLERS: dict[str, Callable[..., Sampler]] = {
     "window": _window,
+    "prefix": _prefix,
     "pair": _pair,
     "vdsm_stage1": _vdsm_stage1,
     "vdsm_stage2": _vdsm_stage2,
@@ -294,6 +302,7 @@ SAMPLERS: dict[str, Callable[..., Sampler]] = {
 }
 SAMPLERS_DOC = {
     "window": "seq_len, flip_prob=0 -> (seq_len, H, W, C) random contiguous window",
+    "prefix": "seq_len -> (seq_len, H, W, C): the clip's first seq_len frames",
     "pair": "group_by, distinct_by, seq_len=None -> two clips of one group, different distinct_by, concatenated",
     "vdsm_stage1": "seq_len -> sprites: two actions of one character (16 frames); mug_fed: window + flip p=0.5; "
     "others: window",

@@ -1,0 +1,117 @@
+"""The judge: its heads read the right labels, it learns on a tiny built dataset, saves, resumes and restores."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from data_prep.builders import get_builder
+from vdeval.factors import DYNAMICS, IDENTITY, Head, head_classes, judge_heads
+from vdeval.judge_train import default_config, train_and_evaluate
+from vdeval.trained_judge import TrainedJudge
+
+
+def test_moving_mnist_heads_read_digits_and_velocity_signs(tiny_moving_mnist):
+    heads = judge_heads(get_builder("moving_mnist", tiny_moving_mnist, "smoke"))
+    assert [(h.name, h.num_classes, h.kind) for h in heads] == [("digit", 10, IDENTITY), ("direction", 9, DYNAMICS)]
+    labels = {"digits": np.array([[3], [7], [0]]), "velocities": np.array([[[-2, 3]], [[0, 0]], [[1, -4]]])}
+    classes = head_classes(heads, labels)
+    np.testing.assert_array_equal(classes["digit"], [3, 7, 0])
+    # (sign dy + 1) * 3 + (sign dx + 1): up-right 2, still 4, down-left 6
+    np.testing.assert_array_equal(classes["direction"], [2, 4, 6])
+
+
+def test_head_classes_out_of_range_names_the_head():
+    head = Head("shirt", 4, IDENTITY, "shirt")
+    with pytest.raises(ValueError, match="'shirt'.*outside \\[0, 4\\)"):
+        head_classes((head,), {"shirt": np.array([0, 5])})
+    with pytest.raises(KeyError, match="needs label 'shirt'"):
+        head_classes((head,), {"pants": np.array([0])})
+
+
+def _tiny_config(data_dir: str, steps: int):
+    config = default_config()
+    config.update(
+        dataset="moving_mnist",
+        dataset_config="smoke",
+        data_dir=data_dir,
+        batch_size=8,
+        steps=steps,
+        lr=1e-2,
+        width=8,
+        hidden=16,
+        frame_features=16,
+        resolution=16,
+        save_every=10,
+        log_every=5,
+        read_threads=0,
+    )
+    return config
+
+
+def test_judge_learns_saves_resumes_and_restores(tiny_moving_mnist, tmp_path):
+    workdir = str(tmp_path / "judge")
+    report = train_and_evaluate(_tiny_config(tiny_moving_mnist, 40), workdir)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        losses = [json.loads(line)["loss"] for line in f]
+    assert losses[-1] < 0.85 * losses[0], losses  # it learns (a summed loss of ~6.8 at chance)
+    with open(os.path.join(workdir, "judge.json")) as f:
+        assert json.load(f) == report
+    assert report["clips"] == 8 and set(report["accuracy"]) == {"digit", "direction"}
+    assert set(report["frame_accuracy"]) == {"digit"}
+
+    resumed = train_and_evaluate(_tiny_config(tiny_moving_mnist, 50), workdir)  # continues from step 40
+    assert resumed["steps"] == 50
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        steps = [json.loads(line)["step"] for line in f]
+    assert steps == list(range(5, 55, 5))
+
+    judge = TrainedJudge.from_workdir(workdir)
+    assert (judge.dataset, judge.seq_len, judge.image_size, judge.channels) == ("moving_mnist", 6, 64, 3)
+    assert judge.meta["report"]["steps"] == 50
+    videos = np.random.default_rng(0).random((3, 6, 64, 64, 3), np.float32)
+    out = judge.classify(videos, batch_size=2)
+    assert out.probs["digit"].shape == (3, 10) and out.probs["direction"].shape == (3, 9)
+    assert out.frame_probs["digit"].shape == (3, 6, 10) and out.features.shape == (3, 32)
+    np.testing.assert_allclose(out.probs["digit"].sum(-1), 1, rtol=1e-5)
+    alone = judge.classify(videos[2:])  # independent of the rest of the batch and of the padding
+    np.testing.assert_allclose(alone.probs["direction"], out.probs["direction"][2:], atol=1e-6)
+
+    judge.check_matches("moving_mnist", 64, 3, "run R")
+    with pytest.raises(
+        ValueError, match="trained on 'moving_mnist' clips of 64x64x3, but run R is 'sprites' at 64x64x3"
+    ):
+        judge.check_matches("sprites", 64, 3, "run R")
+    with pytest.raises(ValueError, match="but run R is 'moving_mnist' at 32x32x3"):
+        judge.check_matches("moving_mnist", 32, 3, "run R")
+    with pytest.raises(ValueError, match="classifies videos"):
+        judge.classify(videos[:, :4])
+
+
+def test_judge_on_a_dataset_that_is_not_built_gives_the_build_command(tmp_path):
+    config = _tiny_config(str(tmp_path), 2)
+    config.update(dataset="sprites", dataset_config="")
+    with pytest.raises(FileNotFoundError, match="python -m data_prep.build sprites"):
+        train_and_evaluate(config, str(tmp_path / "j"))
+
+
+def test_missing_judge_says_how_to_train_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m vdeval.judge train"):
+        TrainedJudge.from_workdir(tmp_path / "nothing")
+
+
+def test_ordered_clips_read_every_clip_from_its_first_frame_in_order(tiny_moving_mnist):
+    from data_prep.input_pipeline import open_dataset, ordered_clips, split_source
+
+    source = split_source(open_dataset("moving_mnist", tiny_moving_mnist, "smoke"), "test")
+    batches = list(ordered_clips(source, 4, batch_size=3))
+    assert [len(b["index"]) for b in batches] == [3, 3, 2]
+    np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches]), np.arange(8))
+    for batch in batches:
+        for row, index in enumerate(batch["index"]):
+            expected = np.asarray(source[int(index)]["video"][:4], np.float32) / 255
+            np.testing.assert_array_equal(batch["video"][row], expected)
+            np.testing.assert_array_equal(batch["frame_index"][row], np.arange(4))

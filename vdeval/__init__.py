@@ -1,0 +1,1 @@
+"""Evaluation shared by both models: judge classifiers, disentanglement metrics, reports."""

@@ -1,0 +1,84 @@
+"""The judge network: a frame CNN, a bidirectional LSTM over the frames, one linear head per factor.
+
+The protocol of DSVAE (Li & Mandt 2018), S3VAE (Zhu et al. 2020) and C-DSVAE (Bai et al. 2021): a DCGAN-style
+frame encoder (stride-2 4x4 convolutions down to 4x4, then a linear map to `frame_features`), a bidirectional
+LSTM over the frames, and a classifier per labelled factor on the LSTM's final forward and backward states.
+Identity factors (the static ones) also get a per-frame head on the frame features, so a single frame (a
+predicted DRNet frame, say) can be judged.
+
+Convolutions use vdcore.layers.Conv2D (im2col + one matmul on CPU, the XLA convolution elsewhere).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vdcore.layers import Conv2D
+from vdcore.rnn import LSTM
+
+
+def average_pool(frames: jax.Array, resolution: int) -> jax.Array:
+    """(N, S, S, C) → (N, r, r, C) by averaging S/r x S/r blocks (identity when S <= r)."""
+    n, size, _, c = frames.shape
+    if size <= resolution:
+        return frames
+    f = size // resolution
+    return frames.reshape(n, resolution, f, resolution, f, c).mean(axis=(2, 4))
+
+
+class FrameEncoder(nn.Module):
+    """(N, S, S, C) frames in [0, 1] → (N, features). S must be a power of two >= 8.
+
+    Frames larger than `resolution` are first averaged down to it: on a 2-core CPU a 64 px judge step (batch
+    32 x 8 frames) costs ~1.5 s against ~0.25 s at 32 px, and 32 px keeps what the factors need (colours,
+    poses, digit shapes drawn at >= 16 px).
+    """
+
+    features: int = 128
+    width: int = 32
+    resolution: int = 32
+
+    @nn.compact
+    def __call__(self, frames: jax.Array) -> jax.Array:
+        size = frames.shape[1]
+        if frames.shape[2] != size or size < 8 or size & (size - 1):
+            raise ValueError(f"the judge's frames must be square with a power-of-two size >= 8; got {frames.shape}")
+        x, channels = average_pool(frames, self.resolution) * 2.0 - 1.0, self.width
+        while x.shape[1] > 4:
+            x = nn.leaky_relu(Conv2D(channels, 4, stride=2, padding=1)(x), 0.2)
+            channels = min(2 * channels, 8 * self.width)
+        x = nn.Dense(self.features)(x.reshape(x.shape[0], -1))
+        return nn.LayerNorm()(nn.leaky_relu(x, 0.2))
+
+
+class Judge(nn.Module):
+    """Classifies videos (B, T, S, S, C) in [0, 1].
+
+    heads: ((name, num_classes, framewise), ...). Returns {'logits': {name: (B, K)}, 'frame_logits':
+    {name: (B, T, K)} for the framewise heads, 'features': (B, 2·hidden)} — the penultimate features are the
+    LSTM's final states, both directions concatenated (the features of the Fréchet distance).
+    """
+
+    heads: tuple[tuple[str, int, bool], ...]
+    frame_features: int = 128
+    hidden: int = 128
+    width: int = 32
+    resolution: int = 32
+
+    @nn.compact
+    def __call__(self, videos: jax.Array) -> dict:
+        b, t = videos.shape[:2]
+        frames = FrameEncoder(self.frame_features, self.width, self.resolution)(
+            videos.reshape(b * t, *videos.shape[2:])
+        )
+        frames = frames.reshape(b, t, -1)
+        zeros = jnp.zeros((2, b, self.hidden), frames.dtype)
+        _, (h_n, _) = LSTM(self.hidden, bidirectional=True)(frames, (zeros, zeros))
+        features = jnp.concatenate([h_n[0], h_n[1]], axis=-1)
+        logits = {name: nn.Dense(k, name=f"head_{name}")(features) for name, k, _ in self.heads}
+        frame_logits = {
+            name: nn.Dense(k, name=f"frame_{name}")(frames) for name, k, framewise in self.heads if framewise
+        }
+        return {"logits": logits, "frame_logits": frame_logits, "features": features}
