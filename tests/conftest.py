@@ -102,3 +102,16 @@ def trained_drnet_run(tmp_path_factory, tiny_moving_mnist) -> pathlib.Path:
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_judge(tmp_path_factory, tiny_moving_mnist) -> str:
+    """A judge of moving_mnist/smoke clips (6 frames), trained for 20 steps: weak, but of the right shapes."""
+    from tests_helpers import tiny_judge_config
+
+    from vdeval.judge_train import train_and_evaluate
+
+    config = tiny_judge_config(tiny_moving_mnist, 20)
+    workdir = str(tmp_path_factory.mktemp("judge"))
+    train_and_evaluate(config, workdir)
+    return workdir

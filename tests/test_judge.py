@@ -7,10 +7,11 @@ import os
 
 import numpy as np
 import pytest
+from tests_helpers import tiny_judge_config
 
 from data_prep.builders import get_builder
 from vdeval.factors import DYNAMICS, IDENTITY, Head, head_classes, judge_heads
-from vdeval.judge_train import default_config, train_and_evaluate
+from vdeval.judge_train import train_and_evaluate
 from vdeval.trained_judge import TrainedJudge
 
 
@@ -32,29 +33,9 @@ def test_head_classes_out_of_range_names_the_head():
         head_classes((head,), {"pants": np.array([0])})
 
 
-def _tiny_config(data_dir: str, steps: int):
-    config = default_config()
-    config.update(
-        dataset="moving_mnist",
-        dataset_config="smoke",
-        data_dir=data_dir,
-        batch_size=8,
-        steps=steps,
-        lr=1e-2,
-        width=8,
-        hidden=16,
-        frame_features=16,
-        resolution=16,
-        save_every=10,
-        log_every=5,
-        read_threads=0,
-    )
-    return config
-
-
 def test_judge_learns_saves_resumes_and_restores(tiny_moving_mnist, tmp_path):
     workdir = str(tmp_path / "judge")
-    report = train_and_evaluate(_tiny_config(tiny_moving_mnist, 40), workdir)
+    report = train_and_evaluate(tiny_judge_config(tiny_moving_mnist, 40), workdir)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         losses = [json.loads(line)["loss"] for line in f]
     assert losses[-1] < 0.85 * losses[0], losses  # it learns (a summed loss of ~6.8 at chance)
@@ -63,7 +44,7 @@ def test_judge_learns_saves_resumes_and_restores(tiny_moving_mnist, tmp_path):
     assert report["clips"] == 8 and set(report["accuracy"]) == {"digit", "direction"}
     assert set(report["frame_accuracy"]) == {"digit"}
 
-    resumed = train_and_evaluate(_tiny_config(tiny_moving_mnist, 50), workdir)  # continues from step 40
+    resumed = train_and_evaluate(tiny_judge_config(tiny_moving_mnist, 50), workdir)  # continues from step 40
     assert resumed["steps"] == 50
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         steps = [json.loads(line)["step"] for line in f]
@@ -92,7 +73,7 @@ def test_judge_learns_saves_resumes_and_restores(tiny_moving_mnist, tmp_path):
 
 
 def test_judge_on_a_dataset_that_is_not_built_gives_the_build_command(tmp_path):
-    config = _tiny_config(str(tmp_path), 2)
+    config = tiny_judge_config(str(tmp_path), 2)
     config.update(dataset="sprites", dataset_config="")
     with pytest.raises(FileNotFoundError, match="python -m data_prep.build sprites"):
         train_and_evaluate(config, str(tmp_path / "j"))

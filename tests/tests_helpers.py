@@ -47,3 +47,26 @@ def poison_train_batches(monkeypatch: pytest.MonkeyPatch, train_module: types.Mo
         return batches
 
     monkeypatch.setattr(train_module, "make_train_batches", poisoned)
+
+
+def tiny_judge_config(data_dir: str, steps: int) -> ml_collections.ConfigDict:
+    """A judge of moving_mnist/smoke small enough to train in seconds (vdeval.judge_train)."""
+    from vdeval.judge_train import default_config
+
+    config = default_config()
+    config.update(
+        dataset="moving_mnist",
+        dataset_config="smoke",
+        data_dir=data_dir,
+        batch_size=8,
+        steps=steps,
+        lr=1e-2,
+        width=8,
+        hidden=16,
+        frame_features=16,
+        resolution=16,
+        save_every=10,
+        log_every=5,
+        read_threads=0,
+    )
+    return config

@@ -45,7 +45,7 @@ class FrameEncoder(nn.Module):
         size = frames.shape[1]
         if frames.shape[2] != size or size < 8 or size & (size - 1):
             raise ValueError(f"the judge's frames must be square with a power-of-two size >= 8; got {frames.shape}")
-        x, channels = average_pool(frames, self.resolution) * 2.0 - 1.0, self.width
+        x, channels = average_pool(frames, self.resolution), self.width
         while x.shape[1] > 4:
             x = nn.leaky_relu(Conv2D(channels, 4, stride=2, padding=1)(x), 0.2)
             channels = min(2 * channels, 8 * self.width)

@@ -177,6 +177,20 @@ class TrainedJudge:
             )
         return JudgeOutputs.concatenate(parts)
 
+    def classify_frames(self, frames: Any, batch_size: int = EVAL_BATCH) -> dict[str, np.ndarray]:
+        """frames float (N, S, S, C) in [0, 1] → {framewise head: (N, K) probabilities}, each frame on its own.
+
+        The framewise heads read one frame's features only, so frames are grouped into clips of seq_len (the last
+        padded with zeros) without changing any frame's result. For judging predicted frames step by step."""
+        frames = np.asarray(frames, np.float32)
+        shape = (self.image_size, self.image_size, self.channels)
+        if frames.ndim != 4 or frames.shape[1:] != shape or len(frames) == 0:
+            raise ValueError(f"the judge classifies frames (N >= 1, {', '.join(map(str, shape))}); got {frames.shape}")
+        count, t = len(frames), self.seq_len
+        padded = np.concatenate([frames, np.zeros((-count % t, *shape), np.float32)])
+        out = self.classify(padded.reshape(-1, t, *shape), batch_size)
+        return {k: v.reshape(-1, v.shape[-1])[:count] for k, v in out.frame_probs.items()}
+
 
 def split_accuracy(judge: TrainedJudge, source: SplitSource, progress: Any = None) -> dict[str, Any]:
     """Held-out accuracy per head (sequence heads, and the identity heads frame by frame) on every clip of a split."""

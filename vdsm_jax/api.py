@@ -12,6 +12,8 @@
     model.swap(identity_from, dynamics_from)
     model.generate(rng, n, seq_len)      # from the priors; sequence i from key i of split(rng, n)
     model.generate_with_keys(keys, seq_len)  # one sequence per key: each depends on its own key only
+    model.hold_identity(videos, rng)     # identity of videos[i], dynamics from the prior (stage 2)
+    model.hold_dynamics(videos, rng)     # dynamics of videos[i], identity from the prior
 
 All methods are jit-compiled pure functions of the parameters; arrays come back as
 numpy float32. Stage-1 models have no dynamics networks: `encode` gives no
@@ -87,6 +89,34 @@ def generate(modules: VDSMModules, params: Params, keys: jax.Array, seq_len: int
         z = modules.prior_chain(params, draws["dz"], draws["noise"])
     else:
         z = draws["noise"]
+    return jax.nn.sigmoid(modules.decode_logits(params, z, weights))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def generate_holding_identity(
+    modules: VDSMModules, params: Params, identity: jax.Array, keys: jax.Array, seq_len: int
+) -> jax.Array:
+    """Identity weights (B, E) kept, dynamics from the prior: sequence i draws dz, z_0 and the transition noise
+    from keys[i] (as `generate`) and decodes them with identity[i] → videos (B, seq_len, H, W, C). Stage 2 only."""
+    draws = jax.vmap(lambda key: prior_draws(modules, key, seq_len))(keys)
+    z = modules.prior_chain(params, draws["dz"], draws["noise"])
+    return jax.nn.sigmoid(modules.decode_logits(params, z, identity))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def generate_holding_dynamics(
+    modules: VDSMModules, params: Params, dynamics: jax.Array, keys: jax.Array, seq_len: int, temperature: float
+) -> jax.Array:
+    """Dynamics kept, identity from its prior N(0, 1/E) (key i for sequence i, softmax at `temperature`).
+
+    Stage 2: dynamics is dz (B, D), decoded through the deterministic latent chain of seq_len steps;
+    stage 1: dynamics is every frame's z (B, T, Z), decoded as it is (seq_len must be T)."""
+    draws = jax.vmap(lambda key: prior_draws(modules, key, 1))(keys)
+    weights = identity_weights(draws["ID"], temperature)
+    if dynamics.ndim == 3:
+        z = dynamics
+    else:
+        z = modules.latent_chain_from_dynamics(params, dynamics, seq_len)
     return jax.nn.sigmoid(modules.decode_logits(params, z, weights))
 
 
@@ -186,6 +216,37 @@ class VDSM:
             return np.asarray(decode(self.modules, self.params, dyn_codes["z_loc"], identity))
         return np.asarray(
             decode_dynamics(self.modules, self.params, dyn_codes["dynamics"], identity, dyn_videos.shape[1])
+        )
+
+    def hold_identity(self, videos: Any, rng: jax.Array, seq_len: int | None = None) -> np.ndarray:
+        """Sequence i keeps the identity of videos[i] and takes its dynamics from the prior (key i of
+        split(rng, B)); seq_len frames (default: as many as videos have). Needs a stage-2 model."""
+        videos = self._check_videos(videos)
+        if self.stage != 2:
+            raise ValueError(
+                "hold_identity samples the dynamics from the learnt prior, which a stage-1 VDSM does not have; "
+                "use a stage-2 run (vdsm_jax.main with a :stage2 config, or the stage2/ folder of a 'both' run)"
+            )
+        seq_len = videos.shape[1] if seq_len is None else int(seq_len)
+        identity = encode(self.modules, self.params, videos, self.config.test_temp_id)["identity"]
+        keys = jax.random.split(rng, videos.shape[0])
+        return np.asarray(generate_holding_identity(self.modules, self.params, identity, keys, seq_len))
+
+    def hold_dynamics(self, videos: Any, rng: jax.Array, seq_len: int | None = None) -> np.ndarray:
+        """Sequence i keeps the dynamics of videos[i] (stage 2: its dz posterior mean, decoded through the
+        latent chain; stage 1: every frame's z_loc) and takes its identity from the prior (key i of
+        split(rng, B))."""
+        videos = self._check_videos(videos)
+        codes = encode(self.modules, self.params, videos, self.config.test_temp_id)
+        keys = jax.random.split(rng, videos.shape[0])
+        if self.stage == 1:
+            if seq_len not in (None, videos.shape[1]):
+                raise ValueError("a stage-1 VDSM keeps each frame's z: seq_len must be the videos' length")
+            dynamics, seq_len = codes["z_loc"], videos.shape[1]
+        else:
+            dynamics, seq_len = codes["dynamics"], videos.shape[1] if seq_len is None else int(seq_len)
+        return np.asarray(
+            generate_holding_dynamics(self.modules, self.params, dynamics, keys, int(seq_len), self.config.test_temp_id)
         )
 
     def generate(self, rng: jax.Array, n: int, seq_len: int) -> np.ndarray:

@@ -1,0 +1,141 @@
+"""The generation modes hold what they say, and both evaluate commands score a tiny run end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from drnet_jax import evaluate as drnet_evaluate
+from vdeval.evaluation import partners
+from vdeval.prediction import picture_steps
+from vdeval.trained_judge import TrainedJudge
+from vdsm_jax import VDSM, api
+from vdsm_jax import evaluate as vdsm_evaluate
+from vdsm_jax.models import identity_weights
+
+
+@pytest.fixture(scope="module")
+def videos():
+    return np.asarray(jax.random.uniform(jax.random.key(1), (3, 5, 64, 64, 3)))
+
+
+def _prior_identity(model: VDSM, keys: jax.Array) -> jax.Array:
+    draws = jax.vmap(lambda key: api.prior_draws(model.modules, key, 1))(keys)
+    return identity_weights(draws["ID"], model.config.test_temp_id)
+
+
+def test_hold_identity_decodes_the_source_identity_with_the_prior_dynamics(trained_vdsm_run, videos):
+    model = VDSM.from_checkpoint(trained_vdsm_run / "stage2")
+    rng = jax.random.key(7)
+    keys = jax.random.split(rng, 3)
+    held = model.hold_identity(videos, rng, seq_len=6)
+    assert held.shape == (3, 6, 64, 64, 3)
+    source_identity = model.encode(videos)["identity"]
+    expected = api.generate_holding_identity(model.modules, model.params, source_identity, keys, 6)
+    np.testing.assert_allclose(held, expected, atol=1e-6)
+    # the dynamics are the prior's: with the prior's own identity it is exactly `generate`
+    prior_clip = api.generate_holding_identity(model.modules, model.params, _prior_identity(model, keys), keys, 6)
+    np.testing.assert_allclose(prior_clip, model.generate(rng, 3, 6), atol=1e-6)
+
+
+def test_hold_dynamics_decodes_the_source_dynamics_with_a_prior_identity(trained_vdsm_run, videos):
+    rng = jax.random.key(8)
+    keys = jax.random.split(rng, 3)
+    second = VDSM.from_checkpoint(trained_vdsm_run / "stage2")
+    codes = second.encode(videos)
+    expected = api.decode_dynamics(second.modules, second.params, codes["dynamics"], _prior_identity(second, keys), 5)
+    np.testing.assert_allclose(second.hold_dynamics(videos, rng), expected, atol=1e-6)
+
+    first = VDSM.from_checkpoint(trained_vdsm_run / "stage1")
+    codes = first.encode(videos)
+    expected = api.decode(first.modules, first.params, codes["z_loc"], _prior_identity(first, keys))
+    np.testing.assert_allclose(first.hold_dynamics(videos, rng), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="stage-2"):
+        first.hold_identity(videos, rng)
+    with pytest.raises(ValueError, match="seq_len must be the videos' length"):
+        first.hold_dynamics(videos, rng, seq_len=7)
+
+
+def test_partners_are_a_seeded_derangement():
+    for count in (2, 3, 10):
+        partner = partners(count, seed=4)
+        assert sorted(partner) == list(range(count)) and (partner != np.arange(count)).all()
+    np.testing.assert_array_equal(partners(10, 4), partners(10, 4))
+    with pytest.raises(ValueError, match="at least 2"):
+        partners(1, 0)
+
+
+def test_picture_steps():
+    assert picture_steps(100) == [1, 2, 5, 10, 20, 50, 100]
+    assert picture_steps(7) == [1, 2, 5, 7]
+
+
+def test_frames_are_judged_one_by_one(tiny_judge):
+    judge = TrainedJudge.from_workdir(tiny_judge)
+    clips = np.random.default_rng(0).random((2, judge.seq_len, 64, 64, 3), np.float32)
+    frames = judge.classify_frames(clips.reshape(-1, 64, 64, 3)[:-1])  # not a multiple of seq_len
+    whole = judge.classify(clips).frame_probs["digit"].reshape(-1, 10)[:-1]
+    np.testing.assert_allclose(frames["digit"], whole, atol=1e-6)
+
+
+def _read(out: str) -> dict:
+    with open(os.path.join(out, "metrics.json")) as f:
+        return json.load(f)
+
+
+def test_vdsm_evaluate_writes_the_protocol(trained_vdsm_run, tiny_judge, tiny_moving_mnist, tmp_path):
+    out = str(tmp_path / "vdsm")
+    result = vdsm_evaluate.evaluate(
+        str(trained_vdsm_run), tiny_judge, data_dir=tiny_moving_mnist, max_clips=6, max_probe_clips=12, out=out
+    )
+    m = _read(out)
+    assert m["stage"] == 2 and m["clips"] == 6 and m["seeds"] == [0, 1, 2]
+    assert list(m["modes"]) == ["reconstruct", "hold_identity", "hold_dynamics", "swap", "prior"]
+    assert m["headline"] == {"mode": "hold_dynamics", "head": "direction"}
+    assert set(m["results"]["hold_identity"]["accuracy"]) == {"digit"}
+    assert set(m["results"]["hold_dynamics"]["accuracy"]) == {"direction"}
+    assert m["results"]["prior"]["accuracy"] == {}
+    stat = m["results"]["swap"]["accuracy"]["digit"]
+    assert stat["n"] == 3 and 0 <= stat["mean"] <= 1
+    score = m["results"]["swap"]["scores"]["direction"]
+    assert 1 - 1e-6 <= score["inception_score"]["mean"] <= 9 + 1e-6
+    assert set(m["probes"]) == {"identity", "dynamics"} and m["probes"]["identity"]["digit"]["accuracy"]["n"] == 3
+    for key in ("json", "markdown", "accuracy_plot", "probe_plot", "clips_swap"):
+        assert os.path.isfile(result["paths"][key]), key
+    assert "Accuracy consistency" in result["markdown"] and "hold_dynamics" in result["markdown"]
+
+
+def test_drnet_evaluate_scores_analogies_and_the_horizon(trained_drnet_run, tiny_judge, tiny_moving_mnist, tmp_path):
+    out = str(tmp_path / "drnet")
+    result = drnet_evaluate.evaluate(
+        str(trained_drnet_run),
+        tiny_judge,
+        data_dir=tiny_moving_mnist,
+        max_clips=6,
+        max_probe_clips=12,
+        horizon=7,
+        out=out,
+    )
+    m = _read(out)
+    assert list(m["modes"]) == ["reconstruct", "analogy", "predict"]
+    assert m["headline"] == {"mode": "analogy", "head": "digit"}
+    assert set(m["probes"]) == {"content", "pose"}
+    prediction = m["prediction"]
+    # tiny config: n_past 2 of 6-frame clips → ground truth for 4 of the 7 predicted steps
+    assert prediction["n_past"] == 2 and prediction["steps"] == list(range(1, 8))
+    assert prediction["ground_truth_steps"] == 4 and len(prediction["psnr"]["mean"]) == 4
+    assert len(prediction["frame_accuracy"]["digit"]["mean"]) == 7 and prediction["frame_accuracy"]["digit"]["n"] == 3
+    assert all(np.isfinite(prediction["ssim"]["mean"]))
+    for key in ("horizon_accuracy_plot", "horizon_psnr_plot", "clips_analogy", "clips_prediction_horizon"):
+        assert os.path.isfile(result["paths"][key]), key
+
+
+def test_a_judge_of_another_dataset_is_refused(trained_vdsm_run, tiny_judge, tmp_path):
+    judge = TrainedJudge.from_workdir(tiny_judge)
+    judge.meta["dataset"] = "sprites"
+    with pytest.raises(ValueError, match="trained on 'sprites'.*but run .* is 'moving_mnist'"):
+        judge.check_matches("moving_mnist", 64, 3, f"run {trained_vdsm_run}")

@@ -1,0 +1,52 @@
+"""The command line both models' evaluate commands share.
+
+    python -m vdsm_jax.evaluate --workdir RUN --judge J [--data_dir D] [--seeds 0,1,2] [--out DIR]
+    python -m drnet_jax.evaluate --workdir RUN --judge J [--data_dir D] [--seeds 0,1,2] [--out DIR]
+
+Writes metrics.json, metrics.md and the plots into --out (default <RUN>/evaluation) and prints metrics.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from absl import app, flags
+
+from vdcore.host_memory import keep_freed_memory
+
+EvaluateFn = Callable[..., dict[str, Any]]
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("workdir", None, "The run to evaluate: a workdir (a 'both' run's stage2/ is used) or a stage.")
+    flags.DEFINE_string("judge", None, "The judge's workdir (python -m vdeval.judge train ...).")
+    flags.DEFINE_string("data_dir", None, "Where the run's dataset is built (default: the run config's data_dir).")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the repeats (mean ± std over them).")
+    flags.DEFINE_integer("max_clips", 400, "Test clips judged per mode and seed (a seeded choice when more).")
+    flags.DEFINE_integer("max_probe_clips", 1000, "Train clips whose codes fit the linear probes.")
+    flags.DEFINE_integer("horizon", 100, "DRNet: prediction steps judged (PSNR / SSIM where ground truth exists).")
+    flags.DEFINE_string("out", None, "Output folder (default <workdir>/evaluation).")
+    flags.mark_flags_as_required(["workdir", "judge"])
+
+
+def run(evaluate: EvaluateFn) -> None:
+    def main(argv: list[str]) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        keep_freed_memory()
+        f = flags.FLAGS
+        result = evaluate(
+            f.workdir,
+            f.judge,
+            data_dir=f.data_dir,
+            seeds=[int(s) for s in f.seeds],
+            max_clips=f.max_clips,
+            max_probe_clips=f.max_probe_clips,
+            horizon=f.horizon,
+            out=f.out,
+        )
+        print(result["markdown"])
+        print(f"wrote {', '.join(result['paths'].values())}")
+
+    app.run(main)

@@ -1,0 +1,270 @@
+"""The field's disentanglement protocol, independent of the model: generate with one factor held, judge, score.
+
+A model's evaluate command (vdsm_jax.evaluate, drnet_jax.evaluate) supplies its generation modes — functions
+(videos_a, videos_b, seed) → generated videos, saying where each kind of factor comes from: test clip A, its
+partner B (a seeded derangement of the test clips: B ≠ A), or nothing (sampled from a prior). For every seed:
+
+- the judge classifies every generated clip; a head whose factor is held is scored by accuracy consistency
+  against its source's real label (DSVAE, S3VAE, C-DSVAE); every head gets IS, H(y|x), H(y) on its softmax,
+  on a subset balanced by the source's labels where the factor is held (the peers' 'minimum count per class');
+- the Fréchet distance between the judge's penultimate features of the real test clips and of the generated
+  ones (a Fréchet distance on judge features, not FID);
+- linear probes from each of the model's codes to every factor (fitted on train-clip codes, a seeded 80 %
+  of them per seed, scored on the test clips' codes), with chance beside each.
+
+Every number is then summarised over the seeds as mean ± std (vdeval.metrics.summarize_repeats).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from data_prep.input_pipeline import ordered_clips
+from data_prep.samplers import SplitSource
+from vdcore.checkpoint import CHECKPOINT_SUBDIR
+from vdeval import metrics
+from vdeval.factors import DYNAMICS, IDENTITY, Head, head_classes
+from vdeval.trained_judge import TrainedJudge
+
+SOURCES = ("a", "b", None)
+PROBE_TRAIN_FRACTION = 0.8
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationMode:
+    """name: a key of the report; identity_from / dynamics_from: 'a', 'b' or None (not from a clip: `free` says
+    where from, e.g. 'prior' or 'predicted'); generate(videos_a, videos_b, seed) → videos (B, T, S, S, C) in
+    [0, 1], T the judge's seq_len."""
+
+    name: str
+    description: str
+    identity_from: str | None
+    dynamics_from: str | None
+    generate: Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+    free: str = "prior"
+
+    def __post_init__(self):
+        if self.identity_from not in SOURCES or self.dynamics_from not in SOURCES:
+            raise ValueError(f"mode {self.name}: identity_from / dynamics_from must be 'a', 'b' or None")
+
+    def source(self, head: Head) -> str | None:
+        return self.identity_from if head.kind == IDENTITY else self.dynamics_from
+
+
+@dataclasses.dataclass
+class Clips:
+    """Real clips with their judge classes: videos float (N, T, S, S, C), classes {head: (N,)}."""
+
+    videos: np.ndarray
+    classes: dict[str, np.ndarray]
+
+
+def clip_indices(count: int, max_clips: int, seed: int = 0) -> np.ndarray:
+    """Which of a split's `count` clips are evaluated: all, or a sorted seeded choice of `max_clips`."""
+    if max_clips < 1:
+        raise ValueError(f"max_clips must be >= 1, got {max_clips}")
+    if count <= max_clips:
+        return np.arange(count)
+    return np.sort(np.random.default_rng([seed, 3]).choice(count, max_clips, replace=False))
+
+
+def stage_workdir(workdir: str) -> str:
+    """A run folder → the stage to evaluate: <workdir>/stage2 (or stage1) of a 'both' run, else workdir itself."""
+    for stage in ("stage2", "stage1"):
+        candidate = os.path.join(workdir, stage)
+        if os.path.isdir(os.path.join(candidate, CHECKPOINT_SUBDIR)):
+            return candidate
+    return workdir
+
+
+def load_clips(source: SplitSource, heads: Sequence[Head], seq_len: int, max_clips: int, seed: int = 0) -> Clips:
+    """Up to `max_clips` clips of a split (a seeded choice when it has more), each its first seq_len frames."""
+    picks = clip_indices(len(source), max_clips, seed)
+    videos, classes = [], {h.name: [] for h in heads}
+    for batch in ordered_clips(source, seq_len, picks, batch_size=64):
+        videos.append(batch["video"])
+        for name, value in head_classes(tuple(heads), batch).items():
+            classes[name].append(value)
+    return Clips(np.concatenate(videos), {k: np.concatenate(v) for k, v in classes.items()})
+
+
+def partners(count: int, seed: int) -> np.ndarray:
+    """A seeded random derangement: partner[i] ≠ i (a random cycle through all clips)."""
+    if count < 2:
+        raise ValueError(f"swaps need at least 2 test clips, got {count}")
+    order = np.random.default_rng([seed, 5]).permutation(count)
+    partner = np.empty(count, np.int64)
+    partner[order] = np.roll(order, -1)
+    return partner
+
+
+def _generate(mode: GenerationMode, videos: np.ndarray, partner: np.ndarray, seed: int, batch: int) -> np.ndarray:
+    parts = []
+    for number, start in enumerate(range(0, len(videos), batch)):
+        rows = np.arange(start, min(start + batch, len(videos)))
+        parts.append(np.asarray(mode.generate(videos[rows], videos[partner[rows]], seed * 100_003 + number)))
+    return np.concatenate(parts)
+
+
+def score_mode(
+    judge: TrainedJudge,
+    mode: GenerationMode,
+    generated: np.ndarray,
+    clips: Clips,
+    partner: np.ndarray,
+    real_features: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """One mode at one seed: accuracy of the held heads, judge scores of every head, Fréchet distance."""
+    out = judge.classify(generated)
+    accuracy, scores = {}, {}
+    for head in judge.heads:
+        source = mode.source(head)
+        labels = None
+        if source is not None:
+            labels = clips.classes[head.name] if source == "a" else clips.classes[head.name][partner]
+            accuracy[head.name] = metrics.accuracy(out.probs[head.name], labels)
+        scores[head.name] = metrics.judge_scores(out.probs[head.name], labels, rng)
+    return {"accuracy": accuracy, "scores": scores, "frechet": metrics.frechet_distance(real_features, out.features)}
+
+
+def evaluate_modes(
+    judge: TrainedJudge,
+    clips: Clips,
+    modes: Sequence[GenerationMode],
+    seeds: Sequence[int],
+    batch: int = 32,
+    samples: int = 8,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(per-mode results summarised over seeds, the first `samples` generated clips of each mode at the first seed)."""
+    real_features = judge.classify(clips.videos).features
+    repeats, pictures = [], {}
+    with tqdm(total=len(seeds) * len(modes), desc="generation modes", unit="mode") as bar:
+        for seed in seeds:
+            partner = partners(len(clips.videos), seed)
+            rng = np.random.default_rng([seed, 9])
+            results = {}
+            for mode in modes:
+                generated = _generate(mode, clips.videos, partner, seed, batch)
+                if seed == seeds[0]:
+                    pictures[mode.name] = generated[:samples]
+                results[mode.name] = score_mode(judge, mode, generated, clips, partner, real_features, rng)
+                bar.update(1)
+            repeats.append(results)
+    return metrics.summarize_repeats(repeats), pictures
+
+
+def probe_codes(
+    train_codes: Mapping[str, np.ndarray],
+    train_classes: Mapping[str, np.ndarray],
+    test_codes: Mapping[str, np.ndarray],
+    test_classes: Mapping[str, np.ndarray],
+    seeds: Sequence[int],
+) -> dict[str, Any]:
+    """{code: {head: accuracy, chance, uniform_chance}} summarised over seeds (each a seeded 80 % of the train codes)."""
+    repeats = []
+    for seed in seeds:
+        rng = np.random.default_rng([seed, 13])
+        result = {}
+        for code, train in train_codes.items():
+            keep = np.sort(rng.choice(len(train), max(2, int(PROBE_TRAIN_FRACTION * len(train))), replace=False))
+            result[code] = {
+                head: metrics.linear_probe(train[keep], train_classes[head][keep], test_codes[code], test_classes[head])
+                for head in test_classes
+            }
+        repeats.append(result)
+    return metrics.summarize_repeats(repeats)
+
+
+def primary_dynamics_head(heads: Sequence[Head]) -> Head | None:
+    """The head of the papers' table (Sprites / MUG: action; Moving MNIST: direction)."""
+    return next((h for h in heads if h.kind == DYNAMICS), None)
+
+
+def evaluate_model(
+    *,
+    model_name: str,
+    run: str,
+    stage: int,
+    dataset: str,
+    dataset_config: str | None,
+    frame_shape: tuple[int, int],
+    splits: tuple[str, str],
+    data_dir: str,
+    judge: TrainedJudge,
+    modes: Sequence[GenerationMode],
+    encode_codes: Callable[[np.ndarray], dict[str, np.ndarray]],
+    headline_mode: str | None,
+    seeds: Sequence[int],
+    max_clips: int,
+    max_probe_clips: int,
+    skipped_modes: Mapping[str, str] | None = None,
+    headline_head: str | None = None,
+    extra: Callable[[SplitSource, np.ndarray, Sequence[int]], tuple[dict, dict[str, np.ndarray]]] | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The whole protocol for one trained model → (metrics dict as vdeval.report describes, pictures per mode).
+
+    frame_shape: (image size, channels) of the run's clips, checked against the judge's; splits: (train, test).
+    encode_codes(videos) → {code name: (N, D)} for the probes; headline_head: the head of the papers' row
+    (default: the first dynamics head); extra(test split, the indices of its evaluated clips, seeds) →
+    (model-specific sections of the metrics, more pictures), e.g. DRNet's prediction horizon.
+    """
+    from data_prep.input_pipeline import open_dataset, split_source
+
+    if len(seeds) < 1:
+        raise ValueError("give at least one seed (the protocol reports mean ± std over >= 3)")
+    judge.check_matches(dataset, frame_shape[0], frame_shape[1], f"run {run}")
+    builder = open_dataset(dataset, data_dir, dataset_config)
+    config_name = builder.builder_config.name if builder.builder_config is not None else "default"
+    train_split, test_split = splits
+    test_source = split_source(builder, test_split)
+    test = load_clips(test_source, judge.heads, judge.seq_len, max_clips)
+    train = load_clips(split_source(builder, train_split), judge.heads, judge.seq_len, max_probe_clips)
+    results, pictures = evaluate_modes(judge, test, modes, seeds)
+    probes = probe_codes(encode_codes(train.videos), train.classes, encode_codes(test.videos), test.classes, seeds)
+    headline = judge.head(headline_head) if headline_head else primary_dynamics_head(judge.heads)
+    m: dict[str, Any] = {
+        "model": model_name,
+        "run": run,
+        "stage": stage,
+        "dataset": dataset,
+        "dataset_config": config_name,
+        "seq_len": judge.seq_len,
+        "seeds": list(seeds),
+        "clips": len(test.videos),
+        "probe_train_clips": len(train.videos),
+        "judge": {
+            "workdir": judge.workdir,
+            "dataset_config": judge.meta["dataset_config"],
+            "heads": [h.to_json() for h in judge.heads],
+            "report": judge.meta.get("report"),
+        },
+        "modes": {
+            mode.name: {
+                "description": mode.description,
+                "identity_from": mode.identity_from,
+                "dynamics_from": mode.dynamics_from,
+                "free": mode.free,
+            }
+            for mode in modes
+        },
+        "skipped_modes": dict(skipped_modes or {}),
+        "results": results,
+        "probes": probes,
+        "headline": (
+            {"mode": headline_mode, "head": headline.name}
+            if headline_mode in results and headline is not None
+            else None
+        ),
+    }
+    if extra is not None:
+        sections, extra_pictures = extra(test_source, clip_indices(len(test_source), max_clips), seeds)
+        m.update(sections)
+        pictures.update(extra_pictures)
+    return m, pictures
