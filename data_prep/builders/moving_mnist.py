@@ -141,6 +141,17 @@ class MovingMnist(VideoDatasetBuilder):
             fixed_digits=5,
         ),
         MovingMnistConfig(
+            name="one_digit",
+            description=(
+                "Clips like the quickstart's in quantity (1 digit, 64 px, 16 frames): 20,000 train clips "
+                "reach every train digit, for training judges."
+            ),
+            num_digits=1,
+            seq_len=16,
+            num_train=20_000,
+            num_test=2_000,
+        ),
+        MovingMnistConfig(
             name="smoke",
             description="For tests and smoke runs: 1 digit, 64 px, 6 frames, 24 train / 8 test clips.",
             num_digits=1,
