@@ -100,7 +100,6 @@ def evaluate(
     model = VDSM.from_checkpoint(stage_dir)
     judge = TrainedJudge.from_workdir(judge_dir)
     config = model.config
-    judge.check_matches(config.dataset, config.image_size, config.nc, f"run {stage_dir}")
     modes, skipped = generation_modes(model, judge.seq_len)
     metrics, pictures = evaluate_model(
         model_name="VDSM",
