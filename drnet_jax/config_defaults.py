@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from vdcore.run_config import evaluation_config
 from vdcore.run_config import stage_config as stage_config  # re-exported
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -80,6 +81,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.gen_horizon = 200  # frames predicted after n_past for the long-generation GIF (stage 2)
     c.gen_chunk = 50  # frames per compiled generation chunk (device memory is one chunk, whatever the horizon)
     c.gif_fps = 10
+    # Scored at the end of the command (vdeval.after_training: judge trained once, then the evaluate command).
+    c.evaluation = evaluation_config()
 
     # What differs when the same config file runs stage 2 (applied by `stage_config`): train_lstm.py defaults.
     c.stage2 = ml_collections.ConfigDict({"lr": 2e-4, "beta1": 0.9, "niter": 200, "epoch_size": 600})

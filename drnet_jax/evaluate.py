@@ -18,13 +18,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from data_prep.samplers import SplitSource
 from drnet_jax.api import DRNet
 from vdeval import evaluate_cli
+from vdeval.after_training import evaluate_trained_run, last_stage_config
 from vdeval.evaluation import GenerationMode, evaluate_model, stage_workdir
-from vdeval.factors import IDENTITY
+from vdeval.factors import DYNAMICS, IDENTITY
 from vdeval.prediction import score_prediction
 from vdeval.report import write_evaluation
 from vdeval.trained_judge import TrainedJudge
@@ -121,6 +123,7 @@ def evaluate(
         judge=judge,
         modes=modes,
         encode_codes=lambda videos: encode_codes(model, videos),
+        code_kinds={"content": IDENTITY, "pose": DYNAMICS},
         headline_mode="analogy",
         headline_head=identity,
         seeds=seeds,
@@ -130,6 +133,15 @@ def evaluate(
         extra=prediction,
     )
     return write_evaluation(workdir, out, metrics, pictures)
+
+
+def after_training(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | None:
+    """The training command's last step: evaluate the run when config.evaluation.enabled (vdeval.after_training);
+    the judge sees n_past + n_future frames of a stage-2 run, max_step frames of a stage-1 one."""
+    last = last_stage_config(config)
+    return evaluate_trained_run(
+        evaluate, config, workdir, int(last.n_past + last.n_future) if last.stage == 2 else int(last.max_step)
+    )
 
 
 if __name__ == "__main__":

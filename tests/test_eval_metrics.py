@@ -140,6 +140,21 @@ def test_linear_probe_with_a_single_training_class():
 # ---------------------------------------------------------------------------------------- Fréchet distance
 
 
+def test_held_code_distance_of_a_kept_code_is_zero_and_of_an_ignored_one_about_one():
+    rng = np.random.default_rng(0)
+    source, other = rng.normal(size=(2000, 4)), rng.normal(size=(2000, 4))
+    kept = metrics.held_code_distance(source, source, other)
+    assert kept["to_source"] == 0 and kept["ratio"] == 0 and kept["to_other"] > 1
+    ignored = metrics.held_code_distance(rng.normal(size=(2000, 4)), source, other)  # independent of its source
+    assert ignored["ratio"] == pytest.approx(1.0, abs=0.05)
+    # known distances: every generated code 1 from its source and 3 from the other clip's
+    g = np.zeros((5, 2))
+    d = metrics.held_code_distance(g, g + [0.0, 1.0], g + [3.0, 0.0])
+    assert d == pytest.approx({"to_source": 1.0, "to_other": 3.0, "ratio": 1 / 3})
+    with pytest.raises(ValueError, match="one row per clip"):
+        metrics.held_code_distance(g, g[:4], g)
+
+
 def test_frechet_distance_of_identical_samples_is_zero():
     x = np.random.default_rng(7).normal(size=(200, 6))
     assert abs(metrics.frechet_distance(x, x)) < 1e-6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -104,6 +105,15 @@ def test_vdsm_evaluate_writes_the_protocol(trained_vdsm_run, tiny_judge, tiny_mo
     score = m["results"]["swap"]["scores"]["direction"]
     assert 1 - 1e-6 <= score["inception_score"]["mean"] <= 9 + 1e-6
     assert set(m["probes"]) == {"identity", "dynamics"} and m["probes"]["identity"]["digit"]["accuracy"]["n"] == 3
+    held = {mode: set(r.get("held_codes", {})) for mode, r in m["results"].items()}
+    assert held == {
+        "reconstruct": {"identity", "dynamics"},
+        "hold_identity": {"identity"},
+        "hold_dynamics": {"dynamics"},
+        "swap": {"identity", "dynamics"},
+        "prior": set(),
+    }
+    assert m["results"]["swap"]["held_codes"]["identity"]["ratio"]["n"] == 3 and "Held codes" in result["markdown"]
     for key in ("json", "markdown", "accuracy_plot", "probe_plot", "clips_swap"):
         assert os.path.isfile(result["paths"][key]), key
     assert "Accuracy consistency" in result["markdown"] and "hold_dynamics" in result["markdown"]
@@ -124,6 +134,8 @@ def test_drnet_evaluate_scores_analogies_and_the_horizon(trained_drnet_run, tiny
     assert list(m["modes"]) == ["reconstruct", "analogy", "predict"]
     assert m["headline"] == {"mode": "analogy", "head": "digit"}
     assert set(m["probes"]) == {"content", "pose"}
+    assert set(m["results"]["analogy"]["held_codes"]) == {"content", "pose"}
+    assert set(m["results"]["predict"]["held_codes"]) == {"content"}
     prediction = m["prediction"]
     # tiny config: n_past 2 of 6-frame clips → ground truth for 4 of the 7 predicted steps
     assert prediction["n_past"] == 2 and prediction["steps"] == list(range(1, 8))
@@ -139,3 +151,46 @@ def test_a_judge_of_another_dataset_is_refused(trained_vdsm_run, tiny_judge, tmp
     judge.meta["dataset"] = "sprites"
     with pytest.raises(ValueError, match="trained on 'sprites'.*but run .* is 'moving_mnist'"):
         judge.check_matches("moving_mnist", 64, 3, f"run {trained_vdsm_run}")
+
+
+def test_a_training_command_ends_with_the_evaluation_table(
+    trained_vdsm_run, tiny_moving_mnist, tmp_path, monkeypatch, capsys
+):
+    from conftest import load_config_file
+    from tests_helpers import tiny_judge_config
+
+    from vdeval import after_training
+
+    data_dir, run = str(tmp_path / "data"), str(tmp_path / "run")
+    shutil.copytree(tiny_moving_mnist, data_dir)
+    shutil.copytree(trained_vdsm_run, run)
+    config = load_config_file("configs/vdsm/tiny.py")
+    assert vdsm_evaluate.after_training(config, run) is None  # evaluation is off unless a config turns it on
+    config.data_dir = data_dir
+    config.evaluation.update(enabled=True, judge_steps=6, max_clips=6, max_probe_clips=12)
+    monkeypatch.setattr(after_training, "default_config", lambda: tiny_judge_config(data_dir, 0))
+    result = vdsm_evaluate.after_training(config, run)
+
+    judge = os.path.join(data_dir, "judges", "moving_mnist-smoke-T3-s6")
+    assert result["metrics"]["judge"]["workdir"] == judge and result["metrics"]["seq_len"] == 3
+    assert result["metrics"]["judge"]["report"]["steps"] == 6  # trained for judge_steps, scored on the test clips
+    printed = capsys.readouterr().out
+    assert f"training the judge of moving_mnist/smoke (T 3) into {judge}" in printed
+    assert "Accuracy consistency" in printed and os.path.isfile(os.path.join(run, "evaluation", "metrics.md"))
+
+    def no_training(*args):
+        raise AssertionError("the judge was trained again")
+
+    monkeypatch.setattr(after_training, "train_and_evaluate", no_training)
+    again = vdsm_evaluate.after_training(config, run)  # the judge in the data directory is reused
+    assert again["metrics"]["results"] == result["metrics"]["results"]
+
+
+def test_the_judge_of_a_drnet_run_sees_the_clips_its_last_stage_generates(monkeypatch):
+    from conftest import load_config_file
+
+    seen = []
+    monkeypatch.setattr(drnet_evaluate, "evaluate_trained_run", lambda evaluate, config, workdir, n: seen.append(n))
+    drnet_evaluate.after_training(load_config_file("configs/drnet/tiny.py"), "run")  # both stages: n_past + n_future
+    drnet_evaluate.after_training(load_config_file("configs/drnet/tiny.py", "stage1"), "run")  # max_step frames
+    assert seen == [5, 6]

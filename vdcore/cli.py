@@ -35,8 +35,9 @@ def define_flags(config_help: str) -> None:
     )
 
 
-def run(train_and_evaluate: TrainFn, train_both_stages: TrainFn) -> None:
-    """Parse the flags and train the config's stage (or both); logs the run summary as JSON."""
+def run(train_and_evaluate: TrainFn, train_both_stages: TrainFn, after: TrainFn | None = None) -> None:
+    """Parse the flags and train the config's stage (or both); logs the run summary as JSON; then
+    `after(config, workdir)` when given (the models' evaluation, switched by config.evaluation)."""
 
     def main(argv: list[str]) -> None:
         if len(argv) > 1:
@@ -46,5 +47,7 @@ def run(train_and_evaluate: TrainFn, train_both_stages: TrainFn) -> None:
         config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
         train = train_both_stages if config.stage == 0 else train_and_evaluate
         logging.info("finished: %s", json.dumps(train(config, workdir), default=str))
+        if after is not None:
+            after(config, workdir)
 
     app.run(main)

@@ -44,3 +44,22 @@ def run_meta(
 
 def config_from_meta(meta: dict) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(meta["config"])
+
+
+def evaluation_config() -> ml_collections.ConfigDict:
+    """The `evaluation` block of both models' run configs: evaluate the run when its last stage is trained
+    (vdeval.after_training; off by default, on in the quickstarts)."""
+    return ml_collections.ConfigDict(
+        {
+            "enabled": False,
+            "judge": "",  # a trained judge's workdir; '' = train one into <data_dir>/judges/ on first use
+            "judge_dataset_config": "",  # '' = the run's dataset config (another config of the same dataset: more clips)
+            "judge_seq_len": 0,  # 0 = the last stage's seq_len (the length of the clips the model generates)
+            "judge_steps": 1500,
+            "judge_augment_strength": 0.0,  # > 0: random affine digit shapes while the judge trains (vdeval.judge_augment)
+            "seeds": (0, 1, 2),
+            "max_clips": 400,
+            "max_probe_clips": 1000,
+            "horizon": 100,
+        }
+    )

@@ -134,6 +134,26 @@ def score_mode(
     return {"accuracy": accuracy, "scores": scores, "frechet": metrics.frechet_distance(real_features, out.features)}
 
 
+def held_codes(
+    mode: GenerationMode,
+    generated_codes: Mapping[str, np.ndarray],
+    clip_codes: Mapping[str, np.ndarray],
+    code_kinds: Mapping[str, str],
+    partner: np.ndarray,
+) -> dict[str, dict[str, float]]:
+    """{code: metrics.held_code_distance} for each code the mode holds from clip A or B; the baseline clip of
+    row i is partner[partner[i]], neither A nor B (the derangement is one cycle; needs >= 3 clips)."""
+    other = partner[partner]
+    out = {}
+    for code, kind in code_kinds.items():
+        source = mode.identity_from if kind == IDENTITY else mode.dynamics_from
+        if source is None:
+            continue
+        held = clip_codes[code] if source == "a" else clip_codes[code][partner]
+        out[code] = metrics.held_code_distance(generated_codes[code], held, clip_codes[code][other])
+    return out
+
+
 def evaluate_modes(
     judge: TrainedJudge,
     clips: Clips,
@@ -141,9 +161,17 @@ def evaluate_modes(
     seeds: Sequence[int],
     batch: int = 32,
     samples: int = 8,
+    encode_codes: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
+    code_kinds: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(per-mode results summarised over seeds, the first `samples` generated clips of each mode at the first seed)."""
+    """(per-mode results summarised over seeds, the first `samples` generated clips of each mode at the first seed).
+
+    With encode_codes and code_kinds ({code name: IDENTITY or DYNAMICS}) every mode's generated clips are also
+    re-encoded and their held codes compared with their sources' (`held_codes`; with >= 3 clips).
+    """
     real_features = judge.classify(clips.videos).features
+    reencode = encode_codes is not None and bool(code_kinds) and len(clips.videos) >= 3
+    clip_codes = encode_codes(clips.videos) if reencode else None
     repeats, pictures = [], {}
     with tqdm(total=len(seeds) * len(modes), desc="generation modes", unit="mode") as bar:
         for seed in seeds:
@@ -155,6 +183,9 @@ def evaluate_modes(
                 if seed == seeds[0]:
                     pictures[mode.name] = generated[:samples]
                 results[mode.name] = score_mode(judge, mode, generated, clips, partner, real_features, rng)
+                if reencode:
+                    codes = encode_codes(generated)
+                    results[mode.name]["held_codes"] = held_codes(mode, codes, clip_codes, code_kinds, partner)
                 bar.update(1)
             repeats.append(results)
     return metrics.summarize_repeats(repeats), pictures
@@ -200,6 +231,7 @@ def evaluate_model(
     judge: TrainedJudge,
     modes: Sequence[GenerationMode],
     encode_codes: Callable[[np.ndarray], dict[str, np.ndarray]],
+    code_kinds: Mapping[str, str],
     headline_mode: str | None,
     seeds: Sequence[int],
     max_clips: int,
@@ -211,7 +243,8 @@ def evaluate_model(
     """The whole protocol for one trained model → (metrics dict as vdeval.report describes, pictures per mode).
 
     frame_shape: (image size, channels) of the run's clips, checked against the judge's; splits: (train, test).
-    encode_codes(videos) → {code name: (N, D)} for the probes; headline_head: the head of the papers' row
+    encode_codes(videos) → {code name: (N, D)} for the probes and the re-encoded held codes; code_kinds: {code
+    name: IDENTITY or DYNAMICS}, which factor each code carries; headline_head: the head of the papers' row
     (default: the first dynamics head); extra(test split, the indices of its evaluated clips, seeds) →
     (model-specific sections of the metrics, more pictures), e.g. DRNet's prediction horizon.
     """
@@ -226,7 +259,7 @@ def evaluate_model(
     test_source = split_source(builder, test_split)
     test = load_clips(test_source, judge.heads, judge.seq_len, max_clips)
     train = load_clips(split_source(builder, train_split), judge.heads, judge.seq_len, max_probe_clips)
-    results, pictures = evaluate_modes(judge, test, modes, seeds)
+    results, pictures = evaluate_modes(judge, test, modes, seeds, encode_codes=encode_codes, code_kinds=code_kinds)
     probes = probe_codes(encode_codes(train.videos), train.classes, encode_codes(test.videos), test.classes, seeds)
     headline = judge.head(headline_head) if headline_head else primary_dynamics_head(judge.heads)
     m: dict[str, Any] = {

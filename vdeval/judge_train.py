@@ -29,6 +29,7 @@ from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
 from vdcore.train_state import TrainState, apply_gradients_if_finite
 from vdcore.training import host_scalars
 from vdeval.factors import head_classes
+from vdeval.judge_augment import augment_clips
 from vdeval.judge_data import JudgeData, judge_data
 from vdeval.judge_model import Judge
 from vdeval.trained_judge import (
@@ -57,6 +58,7 @@ def default_config() -> ml_collections.ConfigDict:
             "b1": 0.5,
             "b2": 0.999,
             "frame_loss_weight": 1.0,
+            "augment_strength": 0.0,  # > 0: random affine shapes per clip (vdeval.judge_augment), e.g. 0.15 for digits
             "frame_features": 128,
             "hidden": 128,
             "width": 32,
@@ -95,6 +97,7 @@ def _meta(
             "steps": config.steps,
             "batch_size": config.batch_size,
             "frame_loss_weight": config.frame_loss_weight,
+            "augment_strength": config.augment_strength,
         },
         "seed": config.seed,
         "data_state": data_state,
@@ -122,17 +125,19 @@ def loss_and_metrics(
     return loss, metrics
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 4), donate_argnums=2)
+@functools.partial(jax.jit, static_argnums=(0, 1, 4, 5), donate_argnums=2)
 def train_step(
     model: Judge,
     tx: optax.GradientTransformation,
     state: TrainState,
     batch: dict[str, jax.Array],
     frame_loss_weight: float,
+    augment_strength: float = 0.0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     classes = {k: v for k, v in batch.items() if k != "video"}
+    videos = augment_clips(jax.random.fold_in(state.key(), state.step), batch["video"], augment_strength)
     grad_fn = jax.value_and_grad(loss_and_metrics, argnums=1, has_aux=True)
-    (loss, metrics), grads = grad_fn(model, state.params, batch["video"], classes, frame_loss_weight)
+    (loss, metrics), grads = grad_fn(model, state.params, videos, classes, frame_loss_weight)
     state, finite = apply_gradients_if_finite(state, grads, loss, tx)
     return state, {**metrics, "finite": finite}
 
@@ -185,7 +190,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for step in range(start, config.steps):
         batch = next(batches)
         local = {"video": batch["video"], **head_classes(data.heads, batch)}
-        state, metrics = train_step(model, tx, state, shard_batch(local, mesh), float(config.frame_loss_weight))
+        state, metrics = train_step(
+            model,
+            tx,
+            state,
+            shard_batch(local, mesh),
+            float(config.frame_loss_weight),
+            float(config.augment_strength),
+        )
         progress.update(1)
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:

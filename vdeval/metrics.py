@@ -233,6 +233,29 @@ def linear_probe(
     return {"accuracy": probe_accuracy, "chance": chance, "uniform_chance": 1.0 / classes.size}
 
 
+def held_code_distance(generated: np.ndarray, source: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    """Is a held code really held? Re-encode the generated clips and compare their code with the source's.
+
+    Args:
+      generated: (N, D) the code of each generated clip, re-encoded by the model.
+      source: (N, D) the code of the clip it was held from.
+      other: (N, D) the code of another real clip (neither source of that generated clip): the baseline.
+
+    Returns:
+      {'to_source': mean Euclidean distance generated → source, 'to_other': the same to the other clip,
+      'ratio': to_source / to_other}: 0 when the code survives decoding and encoding exactly, about 1 when the
+      generated clip's code has nothing of its source's.
+    """
+    g = _check_codes(generated, "generated")
+    s = _check_codes(source, "source", dim=g.shape[1])
+    o = _check_codes(other, "other", dim=g.shape[1])
+    if not len(g) == len(s) == len(o):
+        raise ValueError(f"generated, source and other need one row per clip; got {len(g)}, {len(s)}, {len(o)}")
+    to_source = float(np.linalg.norm(g - s, axis=1).mean())
+    to_other = float(np.linalg.norm(g - o, axis=1).mean())
+    return {"to_source": to_source, "to_other": to_other, "ratio": to_source / max(to_other, 1e-12)}
+
+
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     """Symmetric square root of a symmetric positive semi-definite matrix (negative eigenvalues clipped to 0)."""
     eigenvalues, eigenvectors = np.linalg.eigh((matrix + matrix.T) / 2.0)

@@ -118,6 +118,23 @@ def markdown(m: Mapping[str, Any]) -> str:
         *_table(["mode", "distance"], [[mode, _pm(m["results"][mode]["frechet"], digits=3)] for mode in m["modes"]]),
         "",
     ]
+    held = {mode: m["results"][mode].get("held_codes") or {} for mode in m["modes"]}
+    codes = list(dict.fromkeys(code for per in held.values() for code in per))
+    if codes:
+        lines += [
+            "## Held codes, re-encoded: distance of a generated clip's code to its source's / to another clip's",
+            "",
+            "0: the code survives decoding and encoding exactly; about 1: the generated clip keeps nothing of it.",
+            "",
+            *_table(
+                ["mode", *codes],
+                [
+                    [mode, *[_pm(per[c]["ratio"], digits=3) if c in per else "—" for c in codes]]
+                    for mode, per in held.items()
+                ],
+            ),
+            "",
+        ]
     if m.get("probes"):
         lines += ["## Linear probes (%): code → factor, fitted on train codes, scored on test codes (chance)", ""]
         rows = [

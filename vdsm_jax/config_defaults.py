@@ -12,6 +12,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from vdcore.run_config import evaluation_config
 from vdcore.run_config import stage_config as stage_config  # re-exported
 
 
@@ -86,6 +87,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.log_every_steps = 10
     c.num_test_sequences = 8
     c.gif_fps = 10
+    # Scored at the end of the command (vdeval.after_training: judge trained once, then the evaluate command).
+    c.evaluation = evaluation_config()
 
     # What differs when the same config file runs stage 2 (applied by `stage_config`).
     c.stage2 = ml_collections.ConfigDict(

@@ -18,10 +18,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 
 from vdeval import evaluate_cli
+from vdeval.after_training import evaluate_trained_run, last_stage_config
 from vdeval.evaluation import GenerationMode, evaluate_model, stage_workdir
+from vdeval.factors import DYNAMICS, IDENTITY
 from vdeval.report import write_evaluation
 from vdeval.trained_judge import TrainedJudge
 from vdsm_jax.api import VDSM
@@ -113,6 +116,7 @@ def evaluate(
         judge=judge,
         modes=modes,
         encode_codes=lambda videos: encode_codes(model, videos),
+        code_kinds={"identity": IDENTITY, "dynamics": DYNAMICS},
         headline_mode="hold_dynamics",
         seeds=seeds,
         max_clips=max_clips,
@@ -120,6 +124,12 @@ def evaluate(
         skipped_modes=skipped,
     )
     return write_evaluation(workdir, out, metrics, pictures)
+
+
+def after_training(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | None:
+    """The training command's last step: evaluate the run when config.evaluation.enabled (vdeval.after_training);
+    the judge sees clips of the last stage's seq_len."""
+    return evaluate_trained_run(evaluate, config, workdir, int(last_stage_config(config).seq_len))
 
 
 if __name__ == "__main__":

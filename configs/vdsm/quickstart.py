@@ -46,4 +46,7 @@ def get_config(stage: str = "both"):
             "lr_VDSMSeq": 1e-2,
         }
     )
+    # Ends by printing the evaluation table (vdeval.after_training): a judge trained once on the real clips into
+    # <data_dir>/judges/, then 3 seeds x 200 test clips per mode; its time is part of the quickstart's.
+    c.evaluation.update({"enabled": True, "judge_steps": 1500, "max_clips": 200, "max_probe_clips": 500})
     return c

