@@ -8,8 +8,11 @@ A config whose `stage` is 0 ("both") trains stage 1 into <workdir>/stage1 and th
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ml_collections
@@ -35,6 +38,67 @@ def define_flags(config_help: str) -> None:
     )
 
 
+def unknown_field(config: ml_collections.ConfigDict, dotted_name: str, config_file: str) -> str | None:
+    """None when `dotted_name` (e.g. "stage2.lr") names a field of `config`; else a message naming the
+    unknown part, the config file, and the closest valid names at that level (or all of them)."""
+    node: Any = config
+    walked: list[str] = []
+    for part in dotted_name.split("."):
+        if not isinstance(node, ml_collections.ConfigDict):
+            return f"--config.{dotted_name}: {'.'.join(walked)} of {config_file} is a value, not a block of fields"
+        if part not in node:
+            names = sorted(node.keys())
+            close = difflib.get_close_matches(part, names, n=3, cutoff=0.5)
+            where = f"config.{'.'.join(walked)}" if walked else "the config"
+            hint = f"closest: {', '.join(close)}" if close else f"its fields: {', '.join(names)}"
+            return f"--config.{dotted_name}: {where} of {config_file} has no field {part!r} ({hint})"
+        node = node[part]
+        walked.append(part)
+    return None
+
+
+def _override_names(argv: Sequence[str]) -> list[str]:
+    """The dotted field names of the --config.X overrides in argv (both "--config.X V" and "--config.X=V")."""
+    return [arg[len("--config.") :].split("=", 1)[0] for arg in argv if arg.startswith("--config.")]
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with an unknown --config.X override reported by name (ml_collections raises a bare
+    AttributeError or KeyError of the key): the config file is loaded on its own, each override is looked up
+    in it, and the unknown ones are printed as absl prints a flag error (exit status 1)."""
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError):
+        config_arg = _flag_value(argv, "--config")
+        if config_arg is None:
+            raise
+        config_file, _, stage = config_arg.partition(":")
+        config = _load_config_file(config_file, stage)
+        messages = [m for name in _override_names(argv[1:]) if (m := unknown_field(config, name, config_file))]
+        if not messages:
+            raise
+        sys.stderr.write("FATAL Flags parsing error: " + "; ".join(messages) + "\n")
+        sys.exit(1)
+
+
+def _flag_value(argv: Sequence[str], name: str) -> str | None:
+    """The value of flag `name` in argv ("--name V" or "--name=V"), or None."""
+    for index, arg in enumerate(argv):
+        if arg.startswith(name + "="):
+            return arg[len(name) + 1 :]
+        if arg == name and index + 1 < len(argv):
+            return argv[index + 1]
+    return None
+
+
+def _load_config_file(config_file: str, config_arg: str) -> ml_collections.ConfigDict:
+    """get_config([config_arg]) of a config file, as ml_collections' config flag loads it."""
+    spec = importlib.util.spec_from_file_location("_config_file_for_override_check", config_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(config_arg) if config_arg else module.get_config()
+
+
 def run(train_and_evaluate: TrainFn, train_both_stages: TrainFn, after: TrainFn | None = None) -> None:
     """Parse the flags and train the config's stage (or both); logs the run summary as JSON; then
     `after(config, workdir)` when given (the models' evaluation, switched by config.evaluation)."""
@@ -50,4 +114,4 @@ def run(train_and_evaluate: TrainFn, train_both_stages: TrainFn, after: TrainFn 
         if after is not None:
             after(config, workdir)
 
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
