@@ -62,3 +62,40 @@ def test_the_training_commands_refuse_an_unknown_override_in_one_line(package, c
     assert "Traceback" not in result.stderr
     assert f"--config.not_a_key: the config of {config} has no field 'not_a_key'" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("bs", -4, "config.bs must be an integer >= 1, got -4"),
+        ("rnn_layers", 0, "config.rnn_layers must be an integer >= 1, got 0"),
+        ("image_size", 0, "config.image_size must be an integer >= 1, got 0"),
+        ("lr_VDSMSeq", 0.0, "config.lr_VDSMSeq must be > 0, got 0.0"),
+        ("anneal_frac_id", -1.0, "config.anneal_frac_id must be > 0, got -1.0"),
+        ("anneal_t_midfrac1", 0.9, "0 < midfrac1 < midfrac2 < 1, got 0.9, 0.8"),
+        ("rnn_dropout", 1.0, "config.rnn_dropout must be in [0, 1), got 1.0"),
+        ("conv_impl", "gpu", "config.conv_impl must be one of ('auto', 'fast', 'xla'), got 'gpu'"),
+        ("model_save_interval", 0, "config.model_save_interval must be an integer >= 1, got 0"),
+        ("model_test_interval", -1, "config.model_test_interval must be >= 0"),
+    ],
+)
+def test_vdsm_settings_no_run_can_use_are_refused_naming_field_value_and_expectation(field, value, expected):
+    from vdsm_jax.config_defaults import check_config
+
+    config = base_config()
+    check_config(config)
+    config.unlock()
+    config[field] = value
+    with pytest.raises(ValueError) as error:
+        check_config(config)
+    assert expected in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["moving_mnist", "mug_fed", "pendulum", "quickstart", "sprites", "tiny"])
+def test_every_shipped_vdsm_config_passes_the_check_in_both_stages(name):
+    from vdcore.run_config import stage_config
+    from vdsm_jax.config_defaults import check_config
+
+    config = cli.load_config_file(f"configs/vdsm/{name}.py", "")
+    for stage in (1, 2):
+        check_config(stage_config(config, stage))

@@ -73,7 +73,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         if config_arg is None:
             raise
         config_file, _, stage = config_arg.partition(":")
-        config = _load_config_file(config_file, stage)
+        config = load_config_file(config_file, stage)
         messages = [m for name in _override_names(argv[1:]) if (m := unknown_field(config, name, config_file))]
         if not messages:
             raise
@@ -91,7 +91,7 @@ def _flag_value(argv: Sequence[str], name: str) -> str | None:
     return None
 
 
-def _load_config_file(config_file: str, config_arg: str) -> ml_collections.ConfigDict:
+def load_config_file(config_file: str, config_arg: str) -> ml_collections.ConfigDict:
     """get_config([config_arg]) of a config file, as ml_collections' config flag loads it."""
     spec = importlib.util.spec_from_file_location("_config_file_for_override_check", config_file)
     module = importlib.util.module_from_spec(spec)

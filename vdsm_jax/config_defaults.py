@@ -106,3 +106,42 @@ def base_config() -> ml_collections.ConfigDict:
         }
     )
     return c
+
+
+POSITIVE_INTS = (
+    "bs", "seq_len", "image_size", "nc", "z_dim", "n_e_w", "dynamics_dim", "rnn_dim", "rnn_layers",
+    "epochs", "bs_per_epoch", "num_particles", "keep_checkpoints", "log_every_steps", "max_consecutive_nonfinite",
+    "model_save_interval",
+)  # fmt: skip
+POSITIVE_FLOATS = ("lr_VDSMEncDec", "lr_VDSMSeq", "temp_id_start", "temp_id_end", "test_temp_id",
+                   "temp_id_frac", "anneal_frac_id", "anneal_frac_dynamics")  # fmt: skip
+CONV_IMPLS = ("auto", "fast", "xla")
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Raise ValueError naming the field, its value and what is expected, for settings no run can use
+    (called on the resolved stage config before any data, network or compile work)."""
+    for name in POSITIVE_INTS:
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.{name} must be an integer >= 1, got {value!r}")
+    for name in POSITIVE_FLOATS:
+        if not config[name] > 0:
+            raise ValueError(f"config.{name} must be > 0, got {config[name]!r}")
+    if config.lr_resume is not None and not config.lr_resume > 0:
+        raise ValueError(f"config.lr_resume must be > 0 or None, got {config.lr_resume!r}")
+    if not 0 < config.anneal_t_midfrac1 < config.anneal_t_midfrac2 < 1:
+        raise ValueError(
+            "config.anneal_t_midfrac1 and config.anneal_t_midfrac2 must satisfy 0 < midfrac1 < midfrac2 < 1, got "
+            f"{config.anneal_t_midfrac1!r}, {config.anneal_t_midfrac2!r}"
+        )
+    if not 0 <= config.rnn_dropout < 1:
+        raise ValueError(f"config.rnn_dropout must be in [0, 1), got {config.rnn_dropout!r}")
+    if not 0 <= config.flip_prob <= 1:
+        raise ValueError(f"config.flip_prob must be in [0, 1], got {config.flip_prob!r}")
+    if config.conv_impl not in CONV_IMPLS:
+        raise ValueError(f"config.conv_impl must be one of {CONV_IMPLS}, got {config.conv_impl!r}")
+    if config.model_test_interval < 0:
+        raise ValueError(
+            f"config.model_test_interval must be >= 0 (epochs; 0 = never), got {config.model_test_interval!r}"
+        )

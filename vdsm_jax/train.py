@@ -28,6 +28,7 @@ from vdcore.run_config import stage_config
 from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
 from vdcore.train_state import TrainState, apply_gradients_if_finite
 from vdsm_jax import objectives
+from vdsm_jax.config_defaults import check_config
 from vdsm_jax.models import VDSMModules
 from vdsm_jax.schedules import VDSMSchedules, make_schedules, values_at
 from vdsm_jax.state import (
@@ -100,6 +101,7 @@ def train_and_evaluate(
     from vdsm_jax import outputs  # pictures need the trained model only at test intervals
 
     config = stage_config(config, config.stage) if config.stage in (1, 2) else config
+    check_config(config)
     if config.debug_nans:
         jax.config.update("jax_debug_nans", True)
     os.makedirs(workdir, exist_ok=True)
