@@ -41,6 +41,7 @@ from drnet_jax.models import BatchStats, DRNetModules, LSTMCarry, Params
 from drnet_jax.networks import expected_skip_shapes
 from drnet_jax.state import config_from_meta, read_meta, restore_state, variables
 from drnet_jax.torch_import import load_torch_checkpoint
+from vdcore.pixels import unit_pixels
 from vdcore.torch_checkpoint import is_torch_checkpoint_path
 
 DEFAULT_CHUNK = 50
@@ -168,20 +169,12 @@ class DRNet:
         return (self.modules.image_width, self.modules.image_width, self.modules.channels)
 
     def _frames(self, frames: Any, name: str = "frames") -> jax.Array:
-        frames = jnp.asarray(frames, jnp.float32)
-        if frames.ndim != 4 or frames.shape[1:] != self._frame_shape:
-            s, _, c = self._frame_shape
-            raise ValueError(f"{name} must be float (B, {s}, {s}, {c}) in [0, 1]; got shape {frames.shape}")
-        return self._batch_ok(frames, name)
+        """uint8 0..255 or float [0, 1] frames (B, H, W, C) → float32 (vdcore.pixels states the rule)."""
+        return self._batch_ok(unit_pixels(frames, name, self._frame_shape, ("B",)), name)
 
     def _videos(self, videos: Any, name: str = "videos") -> jax.Array:
-        videos = jnp.asarray(videos, jnp.float32)
-        if videos.ndim != 5 or videos.shape[2:] != self._frame_shape or videos.shape[1] < 1:
-            s, _, c = self._frame_shape
-            raise ValueError(
-                f"{name} must be float (B, T, {s}, {s}, {c}) in [0, 1] with T >= 1; got shape {videos.shape}"
-            )
-        return self._batch_ok(videos, name)
+        """uint8 0..255 or float [0, 1] videos (B, T, H, W, C) → float32 (vdcore.pixels states the rule)."""
+        return self._batch_ok(unit_pixels(videos, name, self._frame_shape, ("B", "T")), name)
 
     def _batch_ok(self, x: jax.Array, name: str) -> jax.Array:
         if x.shape[0] < 1 or (self.batch_statistics and x.shape[0] < 2):

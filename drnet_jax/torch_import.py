@@ -405,6 +405,11 @@ def _read_drnet_file(path: str) -> Mapping[str, Any]:
     contents = read_torch_file(path, module_classes=DRNET_MODULE_CLASSES)
     if not isinstance(contents, Mapping) or not any(k in contents for k in NETWORKS):
         found = sorted(map(str, contents)) if isinstance(contents, Mapping) else type(contents).__name__
+        if isinstance(contents, Mapping) and isinstance(contents.get("model"), Mapping) and "epoch" in contents:
+            raise TorchCheckpointError(
+                f"{path}: not a DRNet checkpoint: it holds {found}, the layout of an original VDSM file "
+                "({epoch}_VDSM_EncDec.pth / _seq.pth), which loads with vdsm_jax.VDSM.from_checkpoint"
+            )
         raise TorchCheckpointError(
             f"{path}: not a DRNet checkpoint: expected a dict with 'netEC', 'netEP', 'netD' (stage 1) and 'lstm' "
             f"(stage 2), found {found}"

@@ -37,7 +37,7 @@ from drnet_jax.state import (
     restore_state,
     state_meta,
 )
-from vdcore import training
+from vdcore import preemption, training
 from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from vdcore.metrics_log import MetricsLogger
 from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
@@ -213,61 +213,63 @@ def train_and_evaluate(
     progress = None
     rate = training.StepRate()
     metrics: dict[str, float] = {}
-    for step in range(start_step, total_steps):
-        if stop_after_steps is not None and step - start_step >= stop_after_steps:
-            break
-        if progress is None:
-            progress = tqdm(
-                total=config.epoch_size,
-                initial=step % config.epoch_size,
-                desc=f"DRNet stage {config.stage} epoch {step // config.epoch_size}",
-                unit="step",
-            )
-        videos = shard_batch({"video": next(batches)["video"]}, mesh)["video"]
-        state, step_metrics = train_step(state, videos)
-        metrics = training.host_scalars(step_metrics)
-        rate.tick()
-        progress.update(1)
-        progress.set_postfix({k: f"{metrics[k]:.4g}" for k in epoch_keys[:3]})
-        if metrics["finite"]:
-            epoch_count += 1
-            for key in epoch_keys:
-                epoch_sums[key] += metrics[key]
+    with preemption.stop_on_signals() as stop:
+        for step in range(start_step, total_steps):
+            if stop_after_steps is not None and step - start_step >= stop_after_steps:
+                break
+            if progress is None:
+                progress = tqdm(
+                    total=config.epoch_size,
+                    initial=step % config.epoch_size,
+                    desc=f"DRNet stage {config.stage} epoch {step // config.epoch_size}",
+                    unit="step",
+                )
+            videos = shard_batch({"video": next(batches)["video"]}, mesh)["video"]
+            state, step_metrics = train_step(state, videos)
+            metrics = training.host_scalars(step_metrics)
+            rate.tick()
+            progress.update(1)
+            progress.set_postfix({k: f"{metrics[k]:.4g}" for k in epoch_keys[:3]})
+            if metrics["finite"]:
+                epoch_count += 1
+                for key in epoch_keys:
+                    epoch_sums[key] += metrics[key]
 
-        epoch_done, epoch_number, save_due, test_due = clock.after(step)
-        scalars: dict[str, float] = {}
-        if (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps:
-            scalars.update({k: v for k, v in metrics.items() if not k.endswith("finite")})
-            scalars.update(
-                skipped_steps=int(state.nonfinite_total),
-                steps_per_second=rate.rate(),
-                epoch=(step + 1) / config.epoch_size,
-            )
-        if epoch_done:
-            epoch_means = {k: v / epoch_count if epoch_count else math.nan for k, v in epoch_sums.items()}
-            scalars.update({f"epoch/{k}": v for k, v in epoch_means.items()})
-            logging.info(_epoch_line(config.stage, epoch_number - 1, epoch_means))
-            epoch_sums, epoch_count = dict.fromkeys(epoch_keys, 0.0), 0
-        if scalars:
-            logger.write(step + 1, scalars)
+            epoch_done, epoch_number, save_due, test_due = clock.after(step)
+            scalars: dict[str, float] = {}
+            if (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps:
+                scalars.update({k: v for k, v in metrics.items() if not k.endswith("finite")})
+                scalars.update(
+                    skipped_steps=int(state.nonfinite_total),
+                    steps_per_second=rate.rate(),
+                    epoch=(step + 1) / config.epoch_size,
+                )
+            if epoch_done:
+                epoch_means = {k: v / epoch_count if epoch_count else math.nan for k, v in epoch_sums.items()}
+                scalars.update({f"epoch/{k}": v for k, v in epoch_means.items()})
+                logging.info(_epoch_line(config.stage, epoch_number - 1, epoch_means))
+                epoch_sums, epoch_count = dict.fromkeys(epoch_keys, 0.0), 0
+            if scalars:
+                logger.write(step + 1, scalars)
 
-        if not metrics["finite"]:
-            training.raise_if_too_many_nonfinite(
-                step,
-                int(state.nonfinite_consecutive),
-                config.max_consecutive_nonfinite,
-                checkpoints,
-                "resume with a smaller config.lr",
-                progress,
-            )
-        if epoch_done or step + 1 == total_steps:
-            progress.close()
-            progress = None
-        if save_due:
-            checkpoints.save(step + 1, jax.device_get(state), state_meta(config, step + 1, batches.get_state()))
-        if test_set is not None and test_due:
-            logger.plot(PLOTTED[config.stage], title=f"DRNet stage {config.stage}")
-            outputs.write_all(config, modules, jax.device_get(state), test_set, workdir, epoch_number)
+            if not metrics["finite"]:
+                training.raise_if_too_many_nonfinite(
+                    step,
+                    int(state.nonfinite_consecutive),
+                    config.max_consecutive_nonfinite,
+                    checkpoints,
+                    "resume with a smaller config.lr",
+                    progress,
+                )
+            if epoch_done or step + 1 == total_steps:
+                progress.close()
+                progress = None
+            meta = lambda: state_meta(config, step + 1, batches.get_state())  # noqa: E731, B023 - called at once
+            if training.save_or_stop(checkpoints, stop, save_due, step, state, meta, summary):
+                break
+            if test_set is not None and test_due:
+                logger.plot(PLOTTED[config.stage], title=f"DRNet stage {config.stage}")
+                outputs.write_all(config, modules, jax.device_get(state), test_set, workdir, epoch_number)
     if progress is not None:
         progress.close()
     logger.close()

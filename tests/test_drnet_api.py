@@ -70,10 +70,14 @@ def test_stage1_model_and_bad_inputs(trained_drnet_run, model, videos, tmp_path)
     assert first.stage == 1 and first.pose(videos[:, 0]).shape == (3, 3)
     with pytest.raises(ValueError, match="stage-1 DRNet"):
         first.predict(videos, 2)
-    with pytest.raises(ValueError, match=r"frames must be float \(B, 64, 64, 3\)"):
+    with pytest.raises(ValueError, match=r"frames must have shape \(B, 64, 64, 3\)"):
         model.content(videos[:, 0, :32])
-    with pytest.raises(ValueError, match=r"videos must be float \(B, T, 64, 64, 3\)"):
+    with pytest.raises(ValueError, match=r"videos must have shape \(B, T, 64, 64, 3\)"):
         model.predict(videos[:, 0], 3)
+    with pytest.raises(ValueError, match=r"frames: float values span .*\(frames \+ 1\) / 2"):
+        model.content(np.asarray(videos[:, 0]) * 2 - 1)
+    pixels = np.round(np.asarray(videos[:, 0]) * 255).astype(np.uint8)
+    np.testing.assert_allclose(model.pose(pixels), model.pose(pixels.astype(np.float32) / 255), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"pose must be \(B, 3\)"):
         model.decode(model.content(videos[:, 0]), np.zeros((3, 5)))
     with pytest.raises(ValueError, match="decodes with skips of shapes"):

@@ -482,3 +482,15 @@ def test_convert_cli_resume_and_stage2_start(tiny, tmp_path, tiny_moving_mnist):
     assert _max_diff(state2.frozen["params"], {k: want_params[k] for k in state2.frozen["params"]}) == 0.0
     with pytest.raises(ValueError, match="already holds checkpoints"):
         convert(config1, tiny.stage1, str(workdir))
+
+
+def test_each_model_names_the_other_models_torch_files(tiny, tmp_path):
+    from vdsm_jax import VDSM
+
+    vdsm_config = load_config_file("configs/vdsm/tiny.py", "stage1")
+    with pytest.raises(TorchCheckpointError, match=r"not a VDSM checkpoint: it pickles whole torch modules.*DRNet"):
+        VDSM.from_checkpoint(tiny.stage1, vdsm_config)
+    vdsm_file = tmp_path / "200_VDSM_EncDec.pth"
+    torch.save({"epoch": 200, "model": {"enc.w": torch.zeros(2)}, "optimizer": {}}, vdsm_file)
+    with pytest.raises(TorchCheckpointError, match=r"original VDSM file.*vdsm_jax.VDSM.from_checkpoint"):
+        DRNet.from_checkpoint(vdsm_file, tiny.config1)

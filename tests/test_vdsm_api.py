@@ -47,14 +47,36 @@ def test_stage1_model_and_checkpoint_steps(trained_vdsm_run, videos):
 
 
 def test_bad_inputs_are_named(model, videos, tmp_path):
-    with pytest.raises(ValueError, match=r"videos must be float \(B, T, 64, 64, 3\)"):
+    with pytest.raises(ValueError, match=r"videos must have shape \(B, T, 64, 64, 3\)"):
         model.encode(videos[:, :, :32])
+    with pytest.raises(ValueError, match=r"videos is channels-first \(3, 4, 3, 64, 64\).*np.moveaxis"):
+        model.encode(np.moveaxis(videos, -1, -3))
+    with pytest.raises(ValueError, match=r"identity_from: float values span .*look like 0..255"):
+        model.swap(np.asarray(videos) * 255, videos)
+
     with pytest.raises(ValueError, match="identity must be"):
         model.decode(np.zeros((3, 4, 4)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="same B"):
         model.swap(videos, videos[:2])
     with pytest.raises(FileNotFoundError, match="no VDSM run or checkpoints"):
         VDSM.from_checkpoint(tmp_path / "nothing")
+
+
+def test_each_model_names_the_other_models_runs(trained_vdsm_run, trained_drnet_run):
+    from drnet_jax import DRNet
+
+    with pytest.raises(ValueError, match=r"not a vdsm_jax checkpoint.*drnet_jax.DRNet.from_checkpoint"):
+        VDSM.from_checkpoint(trained_drnet_run / "stage1")
+    with pytest.raises(ValueError, match=r"not a drnet_jax checkpoint.*vdsm_jax.VDSM.from_checkpoint"):
+        DRNet.from_checkpoint(trained_vdsm_run / "stage1")
+
+
+def test_uint8_videos_are_read_as_0_to_255(model, videos):
+    pixels = np.round(np.asarray(videos) * 255).astype(np.uint8)
+    as_float = model.encode(pixels.astype(np.float32) / 255)
+    as_uint8 = model.encode(pixels)
+    for key in as_float:
+        np.testing.assert_allclose(as_uint8[key], as_float[key], rtol=1e-5, atol=1e-6)
 
 
 def test_config_that_does_not_match_the_checkpoint_is_refused(trained_vdsm_run):

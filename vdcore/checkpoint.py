@@ -6,21 +6,47 @@ pytree of arrays: parameters, optimiser state, step, RNG key data, counters) and
 model without the training code). orbax writes into a temporary folder and
 renames it when complete, so an interrupted save never leaves a checkpoint that
 looks valid; the previous ones stay intact.
+
+A checkpoint damaged after it was committed (a truncated array file, an emptied `_METADATA`, a cut JSON meta)
+is skipped when the newest is restored: it is moved aside into `<directory>_damaged/` (never deleted), the
+reason is logged with its path, and the previous checkpoint is restored instead.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 CHECKPOINT_SUBDIR = "checkpoints"  # a run's checkpoints live in <workdir>/checkpoints/
+# What loads a checkpoint, by the package its meta format names (so a file given to the wrong loader says whose
+# it is).
+LOADERS = {
+    "vdsm_jax": "vdsm_jax.VDSM.from_checkpoint",
+    "drnet_jax": "drnet_jax.DRNet.from_checkpoint",
+    "vdeval": "vdeval.trained_judge.TrainedJudge.from_workdir",
+}
 
 
 class CheckpointNotFoundError(FileNotFoundError):
     pass
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint is intact but was written for other shapes or keys (a config problem, not damage)."""
+
+
+class DamagedCheckpointError(RuntimeError):
+    """No checkpoint of a directory restores completely."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
 
 
 def run_checkpoint_dir(path: str | os.PathLike) -> str:
@@ -43,7 +69,10 @@ def read_run_meta(path: str | os.PathLike, meta_format: str, model: str, step: i
     meta = open_run_checkpoints(path, model).restore_meta(step)
     if meta.get("format") != meta_format:
         package = meta_format.split(".", 1)[0]
-        raise ValueError(f"{path}: not a {package} checkpoint (meta format {meta.get('format')!r})")
+        found = str(meta.get("format", ""))
+        loader = LOADERS.get(found.split(".", 1)[0])
+        hint = f": it is a {found.split('.', 1)[0]} checkpoint, which loads with {loader}" if loader else ""
+        raise ValueError(f"{path}: not a {package} checkpoint (meta format {found!r}){hint}")
     return meta
 
 
@@ -96,21 +125,78 @@ class Checkpointer:
         return step
 
     def restore_meta(self, step: int | None = None) -> dict:
-        step = self._resolve(step)
-        return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        """The JSON meta of checkpoint `step` (None: of the newest that restores completely)."""
+
+        def read(at: int) -> dict:
+            return self._manager.restore(at, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+        return self._read(read, step)
 
     def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict]:
         """Restore into the structure, shapes and dtypes of `target` (arrays or ShapeDtypeStructs).
 
-        Raises ValueError naming the mismatching leaves if the saved state has other shapes.
+        step None: the newest checkpoint that restores completely; damaged newer ones are set aside (see the
+        module docstring). A damaged checkpoint raises DamagedCheckpointError naming its path (for step None:
+        when none restores, listing them all); an intact one of other shapes raises CheckpointMismatchError
+        naming the mismatching leaves.
         """
-        step = self._resolve(step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        return self._read(lambda at: self._restore_step(abstract, at), step)
+
+    def _read(self, read: Callable[[int], Any], step: int | None) -> Any:
+        """`read(step)`, or for step None `read` of the newest step it succeeds on, damaged newer ones set aside."""
+        if step is not None:
+            return self._read_step(read, self._resolve(step))
+        self._resolve(None)
+        damaged = []
+        for candidate in reversed(self.all_steps()):
+            try:
+                result = self._read_step(read, candidate)
+            except DamagedCheckpointError as error:
+                damaged.append(f"{error} -> {self._set_aside(candidate, error)}")
+                continue
+            if damaged:
+                logging.warning("restored step %d of %s", candidate, self.directory)
+            return result
+        raise DamagedCheckpointError(
+            f"no checkpoint in {self.directory} restores completely:\n  " + "\n  ".join(damaged)
+        )
+
+    def _read_step(self, read: Callable[[int], Any], step: int) -> Any:
+        try:
+            return read(step)
+        except CheckpointMismatchError:
+            raise
+        except Exception as error:  # noqa: BLE001 - orbax, tensorstore and json raise many types on damaged files
+            raise DamagedCheckpointError(f"{self.directory}/{step}: {_first_line(error)}") from error
+
+    def _restore_step(self, abstract: Any, step: int) -> tuple[Any, dict]:
         self._check_compatible(step, abstract)
         restored = self._manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
         )
         return restored["state"], restored["meta"]
+
+    def _set_aside(self, step: int, error: BaseException) -> str:
+        """Move damaged checkpoint `step` into <directory>_damaged/ (never deleted); returns where it went."""
+        source = os.path.join(self.directory, str(step))
+        aside_dir = f"{self.directory}_damaged"
+        target, suffix = os.path.join(aside_dir, str(step)), 1
+        while os.path.exists(target):
+            target, suffix = os.path.join(aside_dir, f"{step}.{suffix}"), suffix + 1
+        try:
+            os.makedirs(aside_dir, exist_ok=True)
+            os.replace(source, target)
+        except OSError as move_error:
+            logging.warning("checkpoint %s is damaged (%s) and could not be moved aside: %s", source, error, move_error)
+            return f"left in place ({move_error})"
+        self.reload()
+        logging.warning("checkpoint %s is damaged (%s); moved to %s", source, error, target)
+        return f"moved to {target}"
+
+    def reload(self) -> None:
+        """Re-read which steps exist (after another Checkpointer on the same directory moved one aside)."""
+        self._manager.reload()
 
     def saved_shapes(self, step: int | None = None) -> dict[str, tuple[int, ...]]:
         """Shapes of the saved state's leaves, keyed by their pytree path."""
@@ -129,7 +215,7 @@ class Checkpointer:
             if saved[k] != wanted[k]
         ]
         if problems:
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"checkpoint {self.directory}/{step} does not match the model:\n  " + "\n  ".join(problems)
             )
 

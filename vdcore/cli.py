@@ -101,7 +101,8 @@ def load_config_file(config_file: str, config_arg: str) -> ml_collections.Config
 
 def run(train_and_evaluate: TrainFn, train_both_stages: TrainFn, after: TrainFn | None = None) -> None:
     """Parse the flags and train the config's stage (or both); logs the run summary as JSON; then
-    `after(config, workdir)` when given (the models' evaluation, switched by config.evaluation)."""
+    `after(config, workdir)` when given (the models' evaluation, switched by config.evaluation). A run that a
+    SIGTERM / SIGINT stopped (vdcore.preemption) has written its checkpoint and exits 0 without `after`."""
 
     def main(argv: list[str]) -> None:
         if len(argv) > 1:
@@ -110,7 +111,15 @@ def run(train_and_evaluate: TrainFn, train_both_stages: TrainFn, after: TrainFn 
             keep_freed_memory()  # before the first JAX computation: threads pick their malloc arena then
         config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
         train = train_both_stages if config.stage == 0 else train_and_evaluate
-        logging.info("finished: %s", json.dumps(train(config, workdir), default=str))
+        summary = train(config, workdir)
+        if summary.get("stopped_by"):
+            logging.warning(
+                "stopped by %s with a checkpoint in %s; run the same command again to resume",
+                summary["stopped_by"],
+                workdir,
+            )
+            return
+        logging.info("finished: %s", json.dumps(summary, default=str))
         if after is not None:
             after(config, workdir)
 

@@ -284,6 +284,14 @@ _ALLOWED_GLOBALS.update({("torch", name): value for name, value in _DTYPES.items
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 
+class RefusedGlobalError(TorchCheckpointError):
+    """The file pickles a global (class or function) outside the allow-list; `qualname` names it."""
+
+    def __init__(self, message: str, qualname: str) -> None:
+        super().__init__(message)
+        self.qualname = qualname
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(
         self,
@@ -316,9 +324,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
         for entry in self._module_classes:
             if qualname == entry or (entry.endswith(".*") and qualname.startswith(entry[:-1])):
                 return self._stand_in(qualname)
-        raise TorchCheckpointError(
+        raise RefusedGlobalError(
             f"{self._path}: refuses to load '{qualname}' (not a tensor, storage, plain container or an admitted "
-            "module class; pass its qualified name in module_classes if it is a torch module)"
+            "module class; pass its qualified name in module_classes if it is a torch module)",
+            qualname,
         )
 
     def _stand_in(self, qualname: str) -> type:

@@ -5,6 +5,7 @@
 - `restore_or_init`: resume from the newest checkpoint (and the input pipeline's position) or start fresh.
 - `EpochClock`: which of save / test is due after a step.
 - `StepRate`: steps per second between log points.
+- `save_or_stop`: the periodic checkpoint, and the one a stop signal asks for before the loop ends.
 - `raise_if_too_many_nonfinite`: the stop after K consecutive skipped updates.
 - `finish_summary`: the run's summary.json.
 - `train_both_stages`: stage 1, then stage 2 from it.
@@ -27,6 +28,7 @@ from absl import logging
 from data_prep.input_pipeline import Batches, make_batches
 from vdcore.checkpoint import Checkpointer
 from vdcore.files import write_json
+from vdcore.preemption import StopRequest
 from vdcore.run_config import stage_config
 from vdcore.train_state import NonFiniteTrainingError
 
@@ -89,11 +91,13 @@ def restore_or_init(
 
     On resume the input pipeline continues where the checkpoint's run was, so the batches after a
     restart are exactly those an uninterrupted run would have seen; a checkpoint without a data state
-    (a run converted from another format) starts the data from the beginning.
+    (a run converted from another format) starts the data from the beginning. A damaged newest checkpoint
+    is set aside by `restore` (vdcore.checkpoint), and the run resumes from the previous one.
     """
     if checkpoints.latest_step() is None:
         return init(), None
     state, meta = restore()
+    checkpoints.reload()  # `restore` may have set damaged steps aside through another Checkpointer
     if meta.get("data_state") is not None:  # None: a run converted from elsewhere starts the data afresh
         batches.set_state(meta["data_state"])
     logging.info("resumed %s from step %d (epoch %d)", checkpoints.directory, meta["step"], meta["epoch"])
@@ -137,6 +141,25 @@ class StepRate:
         value = self._steps / elapsed if elapsed > 0 else math.nan
         self._start, self._steps = time.perf_counter(), 0
         return value
+
+
+def save_or_stop(
+    checkpoints: Checkpointer,
+    stop: StopRequest,
+    save_due: bool,
+    step: int,
+    state: Any,
+    meta: Callable[[], dict],
+    summary: dict[str, Any],
+) -> bool:
+    """After optimiser step `step` (0-based): write checkpoint step + 1 when a save is due or a stop signal
+    arrived (`meta()` builds its meta); True when the loop must end (the signal is recorded in `summary`)."""
+    if save_due or stop.requested:
+        checkpoints.save(step + 1, jax.device_get(state), meta())
+    if stop.requested:
+        summary["stopped_by"] = stop.requested
+        return True
+    return False
 
 
 def host_scalars(metrics: dict[str, jax.Array]) -> dict[str, float]:
@@ -184,9 +207,12 @@ def train_both_stages(
     config: ml_collections.ConfigDict,
     workdir: str,
 ) -> dict[str, Any]:
-    """Stage 1 into <workdir>/stage1, then stage 2 from it into <workdir>/stage2."""
+    """Stage 1 into <workdir>/stage1, then stage 2 from it into <workdir>/stage2 (not when a stop signal ended
+    stage 1: rerunning the command resumes stage 1)."""
     result1 = train_and_evaluate(stage_config(config, 1), os.path.join(workdir, "stage1"))
+    if result1.get("stopped_by"):
+        return {"stage1": result1, "stopped_by": result1["stopped_by"]}
     second = stage_config(config, 2)
     second.stage1_workdir = os.path.join(workdir, "stage1")
     result2 = train_and_evaluate(second, os.path.join(workdir, "stage2"))
-    return {"stage1": result1, "stage2": result2}
+    return {"stage1": result1, "stage2": result2, "stopped_by": result2.get("stopped_by")}

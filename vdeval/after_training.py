@@ -38,8 +38,9 @@ def last_stage_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
     return stage_config(config, 1 if config.stage == 1 else 2)
 
 
-def ensure_judge(config: ml_collections.ConfigDict, clip_len: int) -> str:
-    """The judge's workdir for a run's `config`, training the judge when it is not there yet.
+def ensure_judge(config: ml_collections.ConfigDict, clip_len: int) -> str | None:
+    """The judge's workdir for a run's `config`, training the judge when it is not there yet (None when a
+    SIGTERM / SIGINT stopped that training; its checkpoint resumes it).
 
     clip_len: the length of the clips the run's last stage generates (the judge's seq_len unless
     config.evaluation.judge_seq_len says otherwise).
@@ -68,6 +69,8 @@ def ensure_judge(config: ml_collections.ConfigDict, clip_len: int) -> str:
     )
     print(f"training the judge of {config.dataset}/{dataset_config} (T {seq_len}) into {workdir}")
     result = train_and_evaluate(judge, workdir)
+    if result.get("stopped_by"):
+        return None
     print("\n".join(accuracy_lines(result)))
     return workdir
 
@@ -83,6 +86,9 @@ def evaluate_trained_run(
     if not e.enabled:
         return None
     judge = ensure_judge(config, clip_len)
+    if judge is None:
+        print("the judge was stopped by a signal with a checkpoint; rerun the command to resume it and evaluate")
+        return None
     result = evaluate(
         workdir,
         judge,

@@ -62,6 +62,9 @@ def main(argv: list[str]) -> None:
     workdir = flags.FLAGS.workdir
     if argv[1] == "train":
         report = train_and_evaluate(_config(), workdir)
+        if report.get("stopped_by"):
+            print(f"stopped by {report['stopped_by']} at step {report['step']} with a checkpoint; rerun to resume")
+            return
     else:
         report = _report(workdir, flags.FLAGS.recompute)
     print("\n".join(accuracy_lines(report)))

@@ -22,6 +22,7 @@ from absl import logging
 from tqdm import tqdm
 
 from data_prep.input_pipeline import make_batches
+from vdcore import preemption
 from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from vdcore.files import write_json
 from vdcore.metrics_log import MetricsLogger
@@ -187,27 +188,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     started = time.perf_counter()
     progress = tqdm(total=config.steps, initial=start, desc=f"judge {data.dataset}", unit="step", smoothing=0.1)
     metrics = None
-    for step in range(start, config.steps):
-        batch = next(batches)
-        local = {"video": batch["video"], **head_classes(data.heads, batch)}
-        state, metrics = train_step(
-            model,
-            tx,
-            state,
-            shard_batch(local, mesh),
-            float(config.frame_loss_weight),
-            float(config.augment_strength),
-        )
-        progress.update(1)
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            scalars = host_scalars(metrics)
-            logger.write(done, scalars)
-            progress.set_postfix(loss=f"{scalars['loss']:.3f}")
-        if done % config.save_every == 0 and done < config.steps:
-            seconds = previous_seconds + time.perf_counter() - started
-            checkpoints.save(done, jax.device_get(state), _meta(config, data, done, batches.get_state(), seconds))
+    with preemption.stop_on_signals() as stop:
+        for step in range(start, config.steps):
+            batch = next(batches)
+            local = {"video": batch["video"], **head_classes(data.heads, batch)}
+            state, metrics = train_step(
+                model,
+                tx,
+                state,
+                shard_batch(local, mesh),
+                float(config.frame_loss_weight),
+                float(config.augment_strength),
+            )
+            progress.update(1)
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                scalars = host_scalars(metrics)
+                logger.write(done, scalars)
+                progress.set_postfix(loss=f"{scalars['loss']:.3f}")
+            if (done % config.save_every == 0 and done < config.steps) or stop.requested:
+                seconds = previous_seconds + time.perf_counter() - started
+                checkpoints.save(done, jax.device_get(state), _meta(config, data, done, batches.get_state(), seconds))
+            if stop.requested:
+                break
     progress.close()
+    if stop.requested:
+        logger.close()
+        checkpoints.close()
+        return {"stopped_by": stop.requested, "step": int(state.step)}
     train_seconds = previous_seconds + time.perf_counter() - started
 
     judge = TrainedJudge(model, jax.device_get(state.params), _meta(config, data, config.steps, None), workdir)

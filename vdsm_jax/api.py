@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from vdcore.pixels import unit_pixels
 from vdcore.torch_checkpoint import is_torch_checkpoint_path
 from vdsm_jax.config_defaults import stage_config
 from vdsm_jax.models import Params, VDSMModules, identity_weights
@@ -174,11 +175,9 @@ class VDSM:
         return 2 if _has_dynamics(self.params) else 1
 
     def _check_videos(self, videos: Any, name: str = "videos") -> jax.Array:
-        videos = jnp.asarray(videos, jnp.float32)
+        """uint8 0..255 or float [0, 1] videos (B, T, H, W, C) → float32 (vdcore.pixels states the rule)."""
         size, nc = self.config.image_size, self.config.nc
-        if videos.ndim != 5 or videos.shape[2:] != (size, size, nc):
-            raise ValueError(f"{name} must be float (B, T, {size}, {size}, {nc}) in [0, 1]; got shape {videos.shape}")
-        return videos
+        return unit_pixels(videos, name, (size, size, nc), ("B", "T"))
 
     def encode(self, videos: Any) -> dict[str, np.ndarray]:
         codes = encode(self.modules, self.params, self._check_videos(videos), self.config.test_temp_id)

@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 
 from vdcore.conv import kernel_from_torch_conv, kernel_from_torch_conv_transpose
-from vdcore.torch_checkpoint import TorchCheckpointError, read_torch_file
+from vdcore.torch_checkpoint import RefusedGlobalError, TorchCheckpointError, read_torch_file
 from vdsm_jax.models import Params, VDSMModules
 
 STAGE_CLASSES = {1: "VDSM_EncDec", 2: "VDSM_Seq"}
@@ -234,7 +234,16 @@ def params_from_state_dict(
 def read_vdsm_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], int]:
     """(state dict, epoch) of an original checkpoint file (or of a bare torch.save'd state dict, epoch 0)."""
     path = os.fspath(path)
-    content = read_torch_file(path)
+    try:
+        content = read_torch_file(path)
+    except RefusedGlobalError as error:
+        if error.qualname.startswith(("models.", "torch.nn.")):
+            raise TorchCheckpointError(
+                f"{path}: not a VDSM checkpoint: it pickles whole torch modules ('{error.qualname}'), as the DRNet "
+                "authors' files do (VDSM files hold state dicts); a DRNet file loads with "
+                "drnet_jax.DRNet.from_checkpoint"
+            ) from error
+        raise
     if isinstance(content, Mapping) and "model" in content:
         state_dict, epoch = content["model"], content.get("epoch", 0)
     else:

@@ -21,7 +21,7 @@ import optax
 from tqdm import tqdm
 
 from data_prep.input_pipeline import Batches, ensure_built
-from vdcore import training
+from vdcore import preemption, training
 from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from vdcore.metrics_log import MetricsLogger
 from vdcore.run_config import stage_config
@@ -139,42 +139,44 @@ def train_and_evaluate(
     progress = tqdm(total=total_steps, initial=start_step, desc=f"VDSM stage {config.stage}", unit="step")
     rate = training.StepRate()
     metrics: dict[str, float] = {}
-    for step in range(start_step, total_steps):
-        if stop_after_steps is not None and step - start_step >= stop_after_steps:
-            break
-        videos = shard_batch({"video": next(batches)["video"]}, mesh)["video"]
-        log_now = (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps
-        terms = training.host_scalars(terms_fn(state, videos)) if log_now else {}
-        state, step_metrics = train_step(state, videos)
-        rate.tick()
-        metrics = training.host_scalars(step_metrics)
-        progress.update(1)
-        progress.set_postfix(loss=f"{metrics['loss']:.1f}")
-        if log_now:
-            scalars = {
-                "loss": metrics["loss"],
-                **{name: metrics[name] for name in SCHEDULE_NAMES},
-                **terms,
-                "skipped_steps": int(state.nonfinite_total),
-                "steps_per_second": rate.rate(),
-                "epoch": (step + 1) / config.bs_per_epoch,
-            }
-            logger.write(step + 1, scalars)
-        if not metrics["finite"]:
-            training.raise_if_too_many_nonfinite(
-                step,
-                int(state.nonfinite_consecutive),
-                config.max_consecutive_nonfinite,
-                checkpoints,
-                "resume with a smaller config.lr_resume",
-                progress,
-            )
-        _, epoch, save_due, test_due = clock.after(step)
-        if save_due:
-            checkpoints.save(step + 1, jax.device_get(state), state_meta(config, step + 1, batches.get_state()))
-        if test_set is not None and test_due:
-            logger.plot(["loss", *SCHEDULE_NAMES, "nll/x", "kl/ID", "kl/z", "kl/dz", "skipped_steps"])
-            outputs.write_all(config, modules, jax.device_get(state), test_set, workdir, epoch)
+    with preemption.stop_on_signals() as stop:
+        for step in range(start_step, total_steps):
+            if stop_after_steps is not None and step - start_step >= stop_after_steps:
+                break
+            videos = shard_batch({"video": next(batches)["video"]}, mesh)["video"]
+            log_now = (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps
+            terms = training.host_scalars(terms_fn(state, videos)) if log_now else {}
+            state, step_metrics = train_step(state, videos)
+            rate.tick()
+            metrics = training.host_scalars(step_metrics)
+            progress.update(1)
+            progress.set_postfix(loss=f"{metrics['loss']:.1f}")
+            if log_now:
+                scalars = {
+                    "loss": metrics["loss"],
+                    **{name: metrics[name] for name in SCHEDULE_NAMES},
+                    **terms,
+                    "skipped_steps": int(state.nonfinite_total),
+                    "steps_per_second": rate.rate(),
+                    "epoch": (step + 1) / config.bs_per_epoch,
+                }
+                logger.write(step + 1, scalars)
+            if not metrics["finite"]:
+                training.raise_if_too_many_nonfinite(
+                    step,
+                    int(state.nonfinite_consecutive),
+                    config.max_consecutive_nonfinite,
+                    checkpoints,
+                    "resume with a smaller config.lr_resume",
+                    progress,
+                )
+            _, epoch, save_due, test_due = clock.after(step)
+            meta = lambda: state_meta(config, step + 1, batches.get_state())  # noqa: E731, B023 - called at once
+            if training.save_or_stop(checkpoints, stop, save_due, step, state, meta, summary):
+                break
+            if test_set is not None and test_due:
+                logger.plot(["loss", *SCHEDULE_NAMES, "nll/x", "kl/ID", "kl/z", "kl/dz", "skipped_steps"])
+                outputs.write_all(config, modules, jax.device_get(state), test_set, workdir, epoch)
     progress.close()
     logger.close()
     return training.finish_summary(workdir, summary, state, metrics, checkpoints)
