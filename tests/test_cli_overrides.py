@@ -64,6 +64,17 @@ def test_the_training_commands_refuse_an_unknown_override_in_one_line(package, c
     assert not (tmp_path / "run").exists()
 
 
+def test_a_value_of_the_wrong_type_is_one_flag_error(tmp_path):
+    command = [sys.executable, "-m", "vdsm_jax.main", "--config", "configs/vdsm/tiny.py"]
+    command += ["--workdir", str(tmp_path / "run"), "--config.bs=abc"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "FATAL Flags parsing error: flag --config.bs=abc: invalid literal for int() with base 10: 'abc'" in (
+        result.stderr
+    )
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
     [

@@ -68,6 +68,9 @@ def parse_flags(argv: list[str]) -> list[str]:
     in it, and the unknown ones are printed as absl prints a flag error (exit status 1)."""
     try:
         return flags.FLAGS(argv)
+    except flags.Error as error:  # a value of the wrong type, a missing required flag: as absl's own parser says
+        sys.stderr.write(f"FATAL Flags parsing error: {error}\nPass --helpshort or --helpfull to see help on flags.\n")
+        sys.exit(1)
     except (AttributeError, KeyError):
         config_arg = _flag_value(argv, "--config")
         if config_arg is None:
