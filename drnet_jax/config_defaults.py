@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from vdcore.run_config import evaluation_config
+from data_prep.samplers import FourFrameSampler
+from vdcore.run_config import CONV_IMPLS, check_ranges, evaluation_config
 from vdcore.run_config import stage_config as stage_config  # re-exported
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -89,10 +90,18 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+POSITIVE_INTS = (
+    "image_width", "channels", "content_dim", "pose_dim", "sd_nf", "rnn_size", "rnn_layers", "batch_size",
+    "niter", "epoch_size", "keep_checkpoints", "log_every_steps", "max_consecutive_nonfinite",
+    "model_save_interval", "num_test_sequences", "gen_chunk",
+)  # fmt: skip
+POSITIVE_FLOATS = ("lr", "gif_fps")
+CHOICES = {"optimizer": OPTIMIZERS, "frame_selection": FourFrameSampler.SELECTIONS, "conv_impl": CONV_IMPLS}
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError naming the field for settings no run can use (before any data or compile work)."""
-    if config.optimizer not in OPTIMIZERS:
-        raise ValueError(f"config.optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
+    check_ranges(config, POSITIVE_INTS, POSITIVE_FLOATS, CHOICES)
     if config.batch_size < 2:
         raise ValueError(
             f"config.batch_size must be >= 2 (the scene discriminator splits it in halves), got {config.batch_size}"
@@ -101,7 +110,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.max_step must be >= 4 (four frames per clip), got {config.max_step}")
     if config.stage == 2 and (config.n_past < 1 or config.n_future < 1):
         raise ValueError(f"config.n_past and config.n_future must be >= 1, got {config.n_past}, {config.n_future}")
-    if config.epoch_size < 1 or config.niter < 1:
-        raise ValueError(f"config.epoch_size and config.niter must be >= 1, got {config.epoch_size}, {config.niter}")
-    if config.gen_chunk < 1:
-        raise ValueError(f"config.gen_chunk must be >= 1, got {config.gen_chunk}")
+    if not 0 <= config.beta1 < 1:
+        raise ValueError(f"config.beta1 must be in [0, 1), got {config.beta1!r}")
+    if config.sd_weight < 0:
+        raise ValueError(f"config.sd_weight must be >= 0, got {config.sd_weight!r}")
+    if config.model_test_interval < 0:
+        raise ValueError(
+            f"config.model_test_interval must be >= 0 (epochs; 0 = never), got {config.model_test_interval!r}"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -75,38 +76,56 @@ def test_a_value_of_the_wrong_type_is_one_flag_error(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "expected"),
-    [
-        ("bs", -4, "config.bs must be an integer >= 1, got -4"),
-        ("rnn_layers", 0, "config.rnn_layers must be an integer >= 1, got 0"),
-        ("image_size", 0, "config.image_size must be an integer >= 1, got 0"),
-        ("lr_VDSMSeq", 0.0, "config.lr_VDSMSeq must be > 0, got 0.0"),
-        ("anneal_frac_id", -1.0, "config.anneal_frac_id must be > 0, got -1.0"),
-        ("anneal_t_midfrac1", 0.9, "0 < midfrac1 < midfrac2 < 1, got 0.9, 0.8"),
-        ("rnn_dropout", 1.0, "config.rnn_dropout must be in [0, 1), got 1.0"),
-        ("conv_impl", "gpu", "config.conv_impl must be one of ('auto', 'fast', 'xla'), got 'gpu'"),
-        ("model_save_interval", 0, "config.model_save_interval must be an integer >= 1, got 0"),
-        ("model_test_interval", -1, "config.model_test_interval must be >= 0"),
-    ],
-)
-def test_vdsm_settings_no_run_can_use_are_refused_naming_field_value_and_expectation(field, value, expected):
-    from vdsm_jax.config_defaults import check_config
+VDSM_BAD = [
+    ("bs", -4, "config.bs must be an integer >= 1, got -4"),
+    ("rnn_layers", 0, "config.rnn_layers must be an integer >= 1, got 0"),
+    ("image_size", 0, "config.image_size must be an integer >= 1, got 0"),
+    ("lr_VDSMSeq", 0.0, "config.lr_VDSMSeq must be > 0, got 0.0"),
+    ("anneal_frac_id", -1.0, "config.anneal_frac_id must be > 0, got -1.0"),
+    ("anneal_t_midfrac1", 0.9, "0 < midfrac1 < midfrac2 < 1, got 0.9, 0.8"),
+    ("rnn_dropout", 1.0, "config.rnn_dropout must be in [0, 1), got 1.0"),
+    ("conv_impl", "gpu", "config.conv_impl must be one of ('auto', 'fast', 'xla'), got 'gpu'"),
+    ("model_save_interval", 0, "config.model_save_interval must be an integer >= 1, got 0"),
+    ("model_test_interval", -1, "config.model_test_interval must be >= 0"),
+]
 
-    config = base_config()
-    check_config(config)
+
+DRNET_BAD = [
+    ("batch_size", 1, "config.batch_size must be >= 2 (the scene discriminator splits it in halves), got 1"),
+    ("content_dim", 0, "config.content_dim must be an integer >= 1, got 0"),
+    ("lr", 0.0, "config.lr must be > 0, got 0.0"),
+    ("beta1", 1.0, "config.beta1 must be in [0, 1), got 1.0"),
+    ("sd_weight", -1e-4, "config.sd_weight must be >= 0, got -0.0001"),
+    ("optimizer", "adamw", "config.optimizer must be one of ('adam', 'rmsprop', 'sgd'), got 'adamw'"),
+    ("frame_selection", "last4", "config.frame_selection must be one of ('first4', 'random'), got 'last4'"),
+    ("model_test_interval", -1, "config.model_test_interval must be >= 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("package", "field", "value", "expected"),
+    [("vdsm_jax", *case) for case in VDSM_BAD] + [("drnet_jax", *case) for case in DRNET_BAD],
+)
+def test_settings_no_run_can_use_are_refused_naming_field_value_and_expectation(package, field, value, expected):
+    defaults = importlib.import_module(f"{package}.config_defaults")
+    config = defaults.base_config()
+    defaults.check_config(config)
     config.unlock()
     config[field] = value
     with pytest.raises(ValueError) as error:
-        check_config(config)
+        defaults.check_config(config)
     assert expected in str(error.value)
 
 
-@pytest.mark.parametrize("name", ["moving_mnist", "mug_fed", "pendulum", "quickstart", "sprites", "tiny"])
-def test_every_shipped_vdsm_config_passes_the_check_in_both_stages(name):
-    from vdcore.run_config import stage_config
-    from vdsm_jax.config_defaults import check_config
+SHIPPED = [("vdsm", n) for n in ("moving_mnist", "mug_fed", "pendulum", "quickstart", "sprites", "tiny")]
+SHIPPED += [("drnet", n) for n in ("kth", "moving_mnist", "quickstart", "tiny")]
 
-    config = cli.load_config_file(f"configs/vdsm/{name}.py", "")
+
+@pytest.mark.parametrize(("model", "name"), SHIPPED)
+def test_every_shipped_config_passes_the_check_in_both_stages(model, name):
+    from vdcore.run_config import stage_config
+
+    defaults = importlib.import_module(f"{model}_jax.config_defaults")
+    config = cli.load_config_file(f"configs/{model}/{name}.py", "")
     for stage in (1, 2):
-        check_config(stage_config(config, stage))
+        defaults.check_config(stage_config(config, stage))

@@ -13,6 +13,28 @@ from typing import Any
 
 import ml_collections
 
+CONV_IMPLS = ("auto", "fast", "xla")  # config.conv_impl: vdcore.conv's formulations, 'auto' picks by backend
+
+
+def check_ranges(
+    config: ml_collections.ConfigDict,
+    positive_ints: tuple[str, ...] = (),
+    positive_floats: tuple[str, ...] = (),
+    choices: dict[str, tuple[str, ...]] | None = None,
+) -> None:
+    """ValueError naming the field, its value and what is expected, unless each of `positive_ints` is an int
+    >= 1, each of `positive_floats` a number > 0 and each field of `choices` one of its values."""
+    for name in positive_ints:
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.{name} must be an integer >= 1, got {value!r}")
+    for name in positive_floats:
+        if not config[name] > 0:
+            raise ValueError(f"config.{name} must be > 0, got {config[name]!r}")
+    for name, allowed in (choices or {}).items():
+        if config[name] not in allowed:
+            raise ValueError(f"config.{name} must be one of {allowed}, got {config[name]!r}")
+
 
 def stage_config(config: ml_collections.ConfigDict, stage: int) -> ml_collections.ConfigDict:
     """The flat config one stage runs with: for stage 2 the `stage2` overrides replace the top-level values."""

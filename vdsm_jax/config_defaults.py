@@ -12,7 +12,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-from vdcore.run_config import evaluation_config
+from vdcore.run_config import CONV_IMPLS, check_ranges, evaluation_config
 from vdcore.run_config import stage_config as stage_config  # re-exported
 
 
@@ -115,19 +115,12 @@ POSITIVE_INTS = (
 )  # fmt: skip
 POSITIVE_FLOATS = ("lr_VDSMEncDec", "lr_VDSMSeq", "temp_id_start", "temp_id_end", "test_temp_id",
                    "temp_id_frac", "anneal_frac_id", "anneal_frac_dynamics")  # fmt: skip
-CONV_IMPLS = ("auto", "fast", "xla")
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError naming the field, its value and what is expected, for settings no run can use
     (called on the resolved stage config before any data, network or compile work)."""
-    for name in POSITIVE_INTS:
-        value = config[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"config.{name} must be an integer >= 1, got {value!r}")
-    for name in POSITIVE_FLOATS:
-        if not config[name] > 0:
-            raise ValueError(f"config.{name} must be > 0, got {config[name]!r}")
+    check_ranges(config, POSITIVE_INTS, POSITIVE_FLOATS, {"conv_impl": CONV_IMPLS})
     if config.lr_resume is not None and not config.lr_resume > 0:
         raise ValueError(f"config.lr_resume must be > 0 or None, got {config.lr_resume!r}")
     if not 0 < config.anneal_t_midfrac1 < config.anneal_t_midfrac2 < 1:
@@ -139,8 +132,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.rnn_dropout must be in [0, 1), got {config.rnn_dropout!r}")
     if not 0 <= config.flip_prob <= 1:
         raise ValueError(f"config.flip_prob must be in [0, 1], got {config.flip_prob!r}")
-    if config.conv_impl not in CONV_IMPLS:
-        raise ValueError(f"config.conv_impl must be one of {CONV_IMPLS}, got {config.conv_impl!r}")
     if config.model_test_interval < 0:
         raise ValueError(
             f"config.model_test_interval must be >= 0 (epochs; 0 = never), got {config.model_test_interval!r}"
