@@ -40,7 +40,7 @@ from drnet_jax.state import (
 from vdcore import preemption, training
 from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from vdcore.metrics_log import MetricsLogger
-from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
+from vdcore.sharding import check_divisible, data_mesh, replicated_sharding, shard_batch
 from vdcore.train_state import TrainState, apply_gradients_if_finite
 
 Step = Callable[[Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
@@ -181,6 +181,7 @@ def train_and_evaluate(
 
     config = stage_config(config, config.stage)
     check_config(config)
+    check_divisible(config.batch_size, jax.device_count(), "config.batch_size")  # before the data is built
     if config.debug_nans:
         jax.config.update("jax_debug_nans", True)
     os.makedirs(workdir, exist_ok=True)

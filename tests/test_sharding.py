@@ -107,3 +107,19 @@ def test_check_divisible():
         check_divisible(2, 4)
     with pytest.raises(ValueError, match="batch size must be positive"):
         check_divisible(0, 4)
+
+
+@pytest.mark.parametrize(("package", "field"), [("vdsm", "bs"), ("drnet", "batch_size")])
+def test_training_refuses_a_batch_the_devices_cannot_split_before_building_data(package, field, tmp_path, monkeypatch):
+    import importlib
+
+    import jax
+    from conftest import load_config_file
+
+    train = importlib.import_module(f"{package}_jax.train")
+    config = load_config_file(f"configs/{package}/tiny.py", "stage1")
+    config.data_dir, config[field] = str(tmp_path / "data"), 6
+    monkeypatch.setattr(jax, "device_count", lambda: 4)
+    with pytest.raises(ValueError, match=rf"config.{field} 6 is not divisible by the 4 devices .* \(e\.g\. 4 or 8\)"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "data").exists()

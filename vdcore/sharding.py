@@ -18,17 +18,19 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 DATA_AXIS = "data"
 
 
-def check_divisible(batch_size: int, num_devices: int) -> None:
-    """Raise ValueError unless `batch_size` splits evenly over `num_devices` (every device gets B / N examples)."""
+def check_divisible(batch_size: int, num_devices: int, name: str = "batch size") -> None:
+    """Raise ValueError unless `batch_size` splits evenly over `num_devices` (every device gets B / N examples).
+
+    name: what the message calls the batch size (a config field, e.g. 'config.bs')."""
     if num_devices < 1:
         raise ValueError(f"need at least one device, got num_devices={num_devices}")
     if batch_size < 1:
-        raise ValueError(f"batch size must be positive, got {batch_size}")
+        raise ValueError(f"{name} must be positive, got {batch_size}")
     if batch_size % num_devices:
         lower = batch_size - batch_size % num_devices
         options = " or ".join(str(b) for b in (lower, lower + num_devices) if b > 0)
         raise ValueError(
-            f"batch size {batch_size} is not divisible by the {num_devices} devices it is split over; "
+            f"{name} {batch_size} is not divisible by the {num_devices} devices it is split over; "
             f"use a multiple of {num_devices} (e.g. {options}) or run on fewer devices"
         )
 

@@ -25,7 +25,7 @@ from vdcore import preemption, training
 from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from vdcore.metrics_log import MetricsLogger
 from vdcore.run_config import stage_config
-from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
+from vdcore.sharding import check_divisible, data_mesh, replicated_sharding, shard_batch
 from vdcore.train_state import TrainState, apply_gradients_if_finite
 from vdsm_jax import objectives
 from vdsm_jax.config_defaults import check_config
@@ -102,6 +102,7 @@ def train_and_evaluate(
 
     config = stage_config(config, config.stage) if config.stage in (1, 2) else config
     check_config(config)
+    check_divisible(config.bs, jax.device_count(), "config.bs")  # before the data is built
     if config.debug_nans:
         jax.config.update("jax_debug_nans", True)
     os.makedirs(workdir, exist_ok=True)
