@@ -77,3 +77,27 @@ def test_the_first_signal_is_recorded_and_the_handlers_are_restored(signum):
         assert stop.requested == signal.Signals(signum).name
         assert signal.getsignal(signum) == before  # a second signal acts as usual
     assert signal.getsignal(signum) == before
+
+
+def test_sigterm_stops_a_judge_with_a_checkpoint_and_the_rerun_finishes(tmp_path, tiny_moving_mnist, monkeypatch):
+    from tests_helpers import tiny_judge_config
+
+    from vdeval import judge_train
+
+    real_step, calls = judge_train.train_step, {"n": 0}
+
+    def step_then_signal(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(judge_train, "train_step", step_then_signal)
+    workdir = str(tmp_path / "judge")
+    stopped = judge_train.train_and_evaluate(tiny_judge_config(tiny_moving_mnist, 40), workdir)
+    assert stopped == {"stopped_by": "SIGTERM", "step": 3}
+    assert Checkpointer(os.path.join(workdir, "checkpoints")).all_steps() == [3]
+    assert not os.path.exists(os.path.join(workdir, "judge.json"))
+    monkeypatch.setattr(judge_train, "train_step", real_step)
+    report = judge_train.train_and_evaluate(tiny_judge_config(tiny_moving_mnist, 40), workdir)
+    assert report["steps"] == 40 and os.path.exists(os.path.join(workdir, "judge.json"))

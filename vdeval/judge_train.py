@@ -28,7 +28,7 @@ from vdcore.files import write_json
 from vdcore.metrics_log import MetricsLogger
 from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
 from vdcore.train_state import TrainState, apply_gradients_if_finite
-from vdcore.training import host_scalars
+from vdcore.training import host_scalars, save_or_stop
 from vdeval.factors import head_classes
 from vdeval.judge_augment import augment_clips
 from vdeval.judge_data import JudgeData, judge_data
@@ -188,6 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     started = time.perf_counter()
     progress = tqdm(total=config.steps, initial=start, desc=f"judge {data.dataset}", unit="step", smoothing=0.1)
     metrics = None
+    stopped: dict[str, str] = {}  # {'stopped_by': signal name} once a stop signal ended the loop
     with preemption.stop_on_signals() as stop:
         for step in range(start, config.steps):
             batch = next(batches)
@@ -206,16 +207,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 scalars = host_scalars(metrics)
                 logger.write(done, scalars)
                 progress.set_postfix(loss=f"{scalars['loss']:.3f}")
-            if (done % config.save_every == 0 and done < config.steps) or stop.requested:
-                seconds = previous_seconds + time.perf_counter() - started
-                checkpoints.save(done, jax.device_get(state), _meta(config, data, done, batches.get_state(), seconds))
-            if stop.requested:
+            seconds = previous_seconds + time.perf_counter() - started
+            save_due = done % config.save_every == 0 and done < config.steps
+            meta = lambda: _meta(config, data, done, batches.get_state(), seconds)  # noqa: E731, B023 - called at once
+            if save_or_stop(checkpoints, stop, save_due, step, state, meta, stopped):
                 break
     progress.close()
-    if stop.requested:
+    if stopped:
         logger.close()
         checkpoints.close()
-        return {"stopped_by": stop.requested, "step": int(state.step)}
+        return {**stopped, "step": int(state.step)}
     train_seconds = previous_seconds + time.perf_counter() - started
 
     judge = TrainedJudge(model, jax.device_get(state.params), _meta(config, data, config.steps, None), workdir)
