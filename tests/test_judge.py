@@ -96,3 +96,32 @@ def test_ordered_clips_read_every_clip_from_its_first_frame_in_order(tiny_moving
             expected = np.asarray(source[int(index)]["video"][:4], np.float32) / 255
             np.testing.assert_array_equal(batch["video"][row], expected)
             np.testing.assert_array_equal(batch["frame_index"][row], np.arange(4))
+
+
+def test_pooled_frame_logits_add_the_frame_heads_mean_and_deeper_levels_round_trip_through_the_meta():
+    import jax
+
+    from vdeval.judge_model import Judge
+    from vdeval.trained_judge import judge_network
+
+    heads = (("digit", 10, True), ("direction", 9, False))
+    videos = jax.random.uniform(jax.random.key(0), (3, 5, 32, 32, 3))  # B 3, T 5: B != T
+    sizes = {"frame_features": 16, "hidden": 8, "width": 8, "resolution": 16}
+    plain = Judge(heads=heads, **sizes)
+    params = plain.init(jax.random.key(1), videos)["params"]
+    out = plain.apply({"params": params}, videos)
+    pooled = Judge(heads=heads, pool_frame_logits=True, **sizes).apply({"params": params}, videos)
+    expected = out["logits"]["digit"] + out["frame_logits"]["digit"].mean(1)  # the clip's frames, per clip
+    np.testing.assert_allclose(pooled["logits"]["digit"], expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(pooled["logits"]["direction"], out["logits"]["direction"])  # not framewise
+
+    deeper = Judge(heads=heads, convs_per_level=2, **sizes)
+    deep_params = deeper.init(jax.random.key(1), videos)["params"]
+    count = lambda tree: sum(x.size for x in jax.tree.leaves(tree))  # noqa: E731
+    assert count(deep_params) > count(params)  # one extra 3x3 convolution per level
+    head_json = [Head(n, k, IDENTITY if f else DYNAMICS, "x").to_json() for n, k, f in heads]
+    network = {**sizes, "convs_per_level": 2, "pool_frame_logits": True}
+    rebuilt = judge_network({"heads": head_json, "network": network})
+    assert (rebuilt.convs_per_level, rebuilt.pool_frame_logits) == (2, True)
+    older = judge_network({"heads": head_json, "network": sizes})  # a judge saved before the two settings
+    assert (older.convs_per_level, older.pool_frame_logits) == (1, False)

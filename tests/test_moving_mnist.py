@@ -332,3 +332,19 @@ def test_fixed_digits_draws_k_identities_shared_by_both_splits(tmp_path, bundled
 def test_fixed_digits_out_of_range_is_refused():
     with pytest.raises(ValueError, match=r"fixed_digits must be in \[0, 10\], got 11"):
         tiny(fixed_digits=11)
+
+
+def test_each_once_shows_every_pool_digit_once_per_pass_with_the_random_orders_motion(tmp_path, bundled_pools):
+    pool_size = len(bundled_pools["test"].images)
+    cfg = {"num_digits": 2, "num_train": 4, "num_test": pool_size // 2 + 3}
+    _, each_once = build(tmp_path / "each_once", tiny(digit_order="each_once", **cfg))
+    _, random = build(tmp_path / "random", tiny(**cfg))
+    ids = np.concatenate([ex["digit_ids"] for ex in each_once["test"]])  # in the store's order, not the index's
+    # 2 * (pool / 2 + 3) draws: one whole pass over the pool (every digit once), then 6 digits of the next pass
+    np.testing.assert_array_equal(np.unique(ids), np.arange(pool_size))
+    assert np.bincount(ids, minlength=pool_size).tolist().count(2) == len(ids) - pool_size == 6
+    for a, b in zip(each_once["test"], random["test"]):
+        np.testing.assert_array_equal(a["start_positions"], b["start_positions"])
+        np.testing.assert_array_equal(a["velocities"], b["velocities"])
+    with pytest.raises(ValueError, match="digit_order must be 'random' or 'each_once', got 'sorted'"):
+        tiny(digit_order="sorted")

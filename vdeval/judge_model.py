@@ -39,6 +39,7 @@ class FrameEncoder(nn.Module):
     features: int = 128
     width: int = 32
     resolution: int = 32
+    convs_per_level: int = 1  # > 1: that many - 1 extra 3x3 stride-1 convolutions after each stride-2 one
 
     @nn.compact
     def __call__(self, frames: jax.Array) -> jax.Array:
@@ -48,6 +49,8 @@ class FrameEncoder(nn.Module):
         x, channels = average_pool(frames, self.resolution), self.width
         while x.shape[1] > 4:
             x = nn.leaky_relu(Conv2D(channels, 4, stride=2, padding=1)(x), 0.2)
+            for _ in range(self.convs_per_level - 1):
+                x = nn.leaky_relu(Conv2D(channels, 3, stride=1, padding=1)(x), 0.2)
             channels = min(2 * channels, 8 * self.width)
         x = nn.Dense(self.features)(x.reshape(x.shape[0], -1))
         return nn.LayerNorm()(nn.leaky_relu(x, 0.2))
@@ -66,11 +69,13 @@ class Judge(nn.Module):
     hidden: int = 128
     width: int = 32
     resolution: int = 32
+    convs_per_level: int = 1
+    pool_frame_logits: bool = False  # framewise heads' clip logits += their frame logits averaged over time
 
     @nn.compact
     def __call__(self, videos: jax.Array) -> dict:
         b, t = videos.shape[:2]
-        frames = FrameEncoder(self.frame_features, self.width, self.resolution)(
+        frames = FrameEncoder(self.frame_features, self.width, self.resolution, self.convs_per_level)(
             videos.reshape(b * t, *videos.shape[2:])
         )
         frames = frames.reshape(b, t, -1)
@@ -81,4 +86,9 @@ class Judge(nn.Module):
         frame_logits = {
             name: nn.Dense(k, name=f"frame_{name}")(frames) for name, k, framewise in self.heads if framewise
         }
+        if self.pool_frame_logits:
+            logits = {
+                name: value + frame_logits[name].mean(1) if name in frame_logits else value
+                for name, value in logits.items()
+            }
         return {"logits": logits, "frame_logits": frame_logits, "features": features}

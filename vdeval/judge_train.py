@@ -64,6 +64,8 @@ def default_config() -> ml_collections.ConfigDict:
             "hidden": 128,
             "width": 32,
             "resolution": 32,  # frames are averaged down to this many pixels (vdeval.judge_model.FrameEncoder)
+            "convs_per_level": 1,  # convolutions per resolution level of the frame CNN (1: DCGAN's)
+            "pool_frame_logits": False,  # identity heads also average their per-frame logits over the clip
             "seed": 0,
             "save_every": 250,
             "log_every": 50,
@@ -89,6 +91,8 @@ def _meta(
             "hidden": config.hidden,
             "width": config.width,
             "resolution": config.resolution,
+            "convs_per_level": config.convs_per_level,
+            "pool_frame_logits": config.pool_frame_logits,
         },
         "optimizer": {
             "lr": config.lr,

@@ -48,6 +48,8 @@ def judge_network(meta: Mapping[str, Any]) -> Judge:
         hidden=net["hidden"],
         width=net["width"],
         resolution=net["resolution"],
+        convs_per_level=net.get("convs_per_level", 1),  # judges trained before these two settings existed
+        pool_frame_logits=net.get("pool_frame_logits", False),
     )
 
 

@@ -36,6 +36,10 @@ class MovingMnistConfig(VideoBuilderConfig):
     # 0: each clip draws its digits from the split's whole pool. k > 0: both splits draw from k fixed train
     # digits (the first of each class 0..k-1), so there are exactly k identities (quick demos of identity codes).
     fixed_digits: int = 0
+    # 'random': each clip draws its digits from the pool independently (20,000 draws from the 60,000 full-MNIST
+    # train digits reach only ~17,000 of them). 'each_once': clips walk through one seeded permutation of the
+    # pool, num_digits at a time, so num_train * num_digits >= the pool size shows every digit (once per pass).
+    digit_order: str = "random"
 
     def __post_init__(self):
         super().__post_init__()
@@ -47,6 +51,8 @@ class MovingMnistConfig(VideoBuilderConfig):
             raise ValueError(f"{self.name}: digits must be 'bundled', 'full' or 'auto', got {self.digits!r}")
         if not 0 <= self.fixed_digits <= 10:
             raise ValueError(f"{self.name}: fixed_digits must be in [0, 10], got {self.fixed_digits}")
+        if self.digit_order not in ("random", "each_once"):
+            raise ValueError(f"{self.name}: digit_order must be 'random' or 'each_once', got {self.digit_order!r}")
         if self.seq_len < 1 or self.max_speed < 1 or self.num_train < 1 or self.num_test < 1:
             raise ValueError(f"{self.name}: seq_len, max_speed, num_train and num_test must be >= 1")
 
@@ -152,6 +158,18 @@ class MovingMnist(VideoDatasetBuilder):
             num_test=2_000,
         ),
         MovingMnistConfig(
+            name="judge_digits",
+            description=(
+                "For digit judges: 1 digit, 64 px, 16 frames; with the full MNIST every train digit once "
+                "(60,000 clips) and every test digit once (10,000 clips); with the bundled digits 12 passes."
+            ),
+            num_digits=1,
+            seq_len=16,
+            num_train=60_000,
+            num_test=10_000,
+            digit_order="each_once",
+        ),
+        MovingMnistConfig(
             name="smoke",
             description="For tests and smoke runs: 1 digit, 64 px, 6 frames, 24 train / 8 test clips.",
             num_digits=1,
@@ -200,9 +218,13 @@ t10k-labels-idx1-ubyte.gz) into manual_dir."""
         cfg = self.builder_config
         pool = resize_digits(source.images, cfg.digit_size)
         limit = cfg.image_size - cfg.digit_size
+        # Its own stream (4 words; the clips' keys have 3), so a clip's motion is the same under either order.
+        order = np.random.default_rng([cfg.seed, SPLIT_IDS[split], len(pool), 1]).permutation(len(pool))
         for index in range(count):
             rng = np.random.default_rng([cfg.seed, SPLIT_IDS[split], index])
             ids = rng.integers(0, len(pool), size=cfg.num_digits)
+            if cfg.digit_order == "each_once":
+                ids = order[(index * cfg.num_digits + np.arange(cfg.num_digits)) % len(pool)]
             starts, velocities = sample_motion(rng, cfg)
             front = int(rng.integers(0, cfg.num_digits))
             paths = np.stack([trajectory(starts[n], velocities[n], cfg.seq_len, limit) for n in range(cfg.num_digits)])
