@@ -18,6 +18,7 @@ import sys
 import time
 
 from data_prep.builders import DATASET_NAMES, VideoDatasetBuilder, builder_class, get_builder
+from data_prep.errors import INPUT_ERRORS
 
 
 def build(
@@ -88,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     manual_dir = args.lpc_dir or args.manual_dir
 
     start = time.perf_counter()
-    builder = build(args.name, args.data_dir, args.config, manual_dir)
+    try:
+        builder = build(args.name, args.data_dir, args.config, manual_dir)
+    except INPUT_ERRORS as error:  # the message names the file, folder or name and what was expected
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
     info = summary(builder, round(time.perf_counter() - start, 2))
     print(f"\n{info['dataset']}/{info['config']} is ready at {info['path']}")
     for split, count in info["splits"].items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import zipfile
 from collections.abc import Sequence
 
 
@@ -26,10 +27,41 @@ class MissingManualFilesError(FileNotFoundError):
     def __init__(self, dataset: str, manual_dir: str | os.PathLike | None, missing: Sequence[str], instructions: str):
         self.missing = list(missing)
         listing = "\n".join(f"  - {name}" for name in self.missing)
+        if manual_dir is None:
+            where = "no manual_dir was given"
+        elif not os.path.isdir(manual_dir):
+            where = f"manual_dir={manual_dir!s} is not a folder"
+        else:
+            where = f"they are not in manual_dir={manual_dir!s}"
         super().__init__(
-            f"Dataset '{dataset}' needs files that are not in manual_dir={manual_dir!s}.\n"
+            f"Dataset '{dataset}' needs manually downloaded files; {where}.\n"
             f"Missing:\n{listing}\n\nHow to obtain them:\n{instructions.strip()}"
         )
+
+
+class UnknownDatasetError(ValueError):
+    """A dataset or builder config name that is not registered; the message lists the known ones."""
+
+
+class DatasetNotBuiltError(FileNotFoundError):
+    """A dataset (config) has not been prepared in data_dir; the message gives the build command."""
+
+
+# The errors that mean a command's input is wrong (a file, a folder, a name) rather than the code: commands print
+# their message alone, without a traceback.
+INPUT_ERRORS: tuple[type[Exception], ...] = (
+    DataError,
+    MissingManualFilesError,
+    UnknownDatasetError,
+    DatasetNotBuiltError,
+)
+
+
+def check_npz(path: str | os.PathLike, problem: str) -> None:
+    """DataError `problem` unless `path` is a zip archive, as every .npz file is: np.load would read any other file
+    as a pickle (running its code where pickles are allowed) or call a text file 'pickled data'."""
+    if not zipfile.is_zipfile(path):
+        raise DataError(path, f"{problem}: not a zip archive, as every .npz file is")
 
 
 BAD_SAMPLE_POLICIES = ("error", "skip")

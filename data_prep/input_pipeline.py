@@ -32,6 +32,7 @@ from absl import flags
 
 from data_prep.builders import get_builder
 from data_prep.builders.base import VideoBuilderConfig, VideoDatasetBuilder
+from data_prep.errors import DatasetNotBuiltError as DatasetNotBuiltError  # re-exported
 from data_prep.samplers import Sampler, SplitSource, make_sampler
 from vdcore.sharding import check_divisible
 
@@ -42,10 +43,6 @@ MANUAL_FLAGS = {
     "mug_fed": "--manual_dir <directory with the MUG-FED images npz and labels.npz>",
     "kth": "--manual_dir <directory with the KTH .avi files and 00sequences.txt>",
 }
-
-
-class DatasetNotBuiltError(FileNotFoundError):
-    """A dataset (config) has not been prepared in data_dir; the message gives the build command."""
 
 
 def _config_name(builder: VideoDatasetBuilder) -> str:

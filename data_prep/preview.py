@@ -16,23 +16,21 @@ import sys
 
 import numpy as np
 
-from data_prep.builders import DATASET_NAMES, get_builder
+from data_prep.builders import DATASET_NAMES
+from data_prep.errors import INPUT_ERRORS, DataError
+from data_prep.input_pipeline import open_dataset
 from vdcore import images
 
 
 def load_examples(name: str, data_dir: str, config: str | None, split: str, indices: list[int]) -> list[dict]:
-    builder = get_builder(name, data_dir, config)
-    if not builder.is_prepared():
-        raise FileNotFoundError(
-            f"dataset {name!r} (config {builder.builder_config.name!r}) is not built in {data_dir}; "
-            f"build it with: python -m data_prep.build {name} --config {builder.builder_config.name} --data_dir {data_dir}"
-        )
+    """The records of `split` at `indices` (modulo its size); DataError for a split that is absent or empty."""
+    builder = open_dataset(name, data_dir, config)
     source = builder.as_data_source()
     if split not in source:
-        raise ValueError(f"split {split!r} not in dataset {name!r}; splits: {sorted(source)}")
+        raise DataError(builder.data_path, f"no split {split!r} in dataset {name!r}; splits: {sorted(source)}")
     records = source[split]
     if len(records) == 0:
-        raise ValueError(f"split {split!r} of dataset {name!r} is empty")
+        raise DataError(builder.data_path, f"split {split!r} of dataset {name!r} is empty")
     return [records[i % len(records)] for i in indices]
 
 
@@ -61,21 +59,31 @@ def preview(
     return labels
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of a count: an integer >= 1 (0 rows or frames would fail later, far from the flag)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.preview", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=DATASET_NAMES)
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--config", default=None)
     parser.add_argument("--split", default="train")
-    parser.add_argument("--num", type=int, default=8, help="number of examples (rows)")
-    parser.add_argument("--frames", type=int, default=16, help="at most this many frames (columns)")
+    parser.add_argument("--num", type=_positive_int, default=8, help="number of examples (rows)")
+    parser.add_argument("--frames", type=_positive_int, default=16, help="at most this many frames (columns)")
     parser.add_argument("--seed", type=int, default=None, help="pick random examples with this seed")
     parser.add_argument("--out", required=True, help="PNG file to write")
     parser.add_argument("--gif", default=None, help="also write an animated GIF here")
     args = parser.parse_args(argv)
-    labels = preview(
-        args.name, args.data_dir, args.out, args.config, args.split, args.num, args.frames, args.seed, args.gif
-    )
+    try:
+        labels = preview(
+            args.name, args.data_dir, args.out, args.config, args.split, args.num, args.frames, args.seed, args.gif
+        )
+    except INPUT_ERRORS as error:  # the message names the folder, dataset or split and what was expected
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
     for row, label in enumerate(labels):
         print(f"row {row}: " + ", ".join(f"{k}={v}" for k, v in sorted(label.items())))
     print(f"wrote {args.out}" + (f" and {args.gif}" if args.gif else ""))

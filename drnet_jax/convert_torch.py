@@ -37,6 +37,7 @@ from drnet_jax.config_defaults import check_config
 from drnet_jax.models import DRNetModules
 from drnet_jax.state import DISCRIMINATOR, MAIN_NETWORKS, Stage1State, abstract_state, make_optimizer, state_meta
 from drnet_jax.torch_import import TorchDRNetVariables, load_torch_checkpoint
+from vdcore import cli
 from vdcore.checkpoint import save_new_run
 from vdcore.train_state import TrainState
 
@@ -146,10 +147,11 @@ def define_flags() -> None:
         "Epochs the file was trained for: the checkpoint's step is epoch * epoch_size, where training resumes. "
         "The optimiser state is NOT converted: training resumes with a fresh optimiser state (and a fresh data "
         "iterator; a fresh scene discriminator when the file has no netC).",
+        lower_bound=0,
     )
     flags.mark_flags_as_required(["config", "torch_checkpoint", "workdir"])
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(cli.report_input_errors(main), flags_parser=cli.parse_flags)

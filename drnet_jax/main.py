@@ -13,6 +13,7 @@ values that differ from stage 1 (lr, beta1, niter, epoch_size) live in
 
 from __future__ import annotations
 
+from drnet_jax.config_defaults import check_config
 from drnet_jax.evaluate import after_training
 from drnet_jax.train import train_and_evaluate, train_both_stages
 from vdcore import cli
@@ -20,4 +21,4 @@ from vdcore import cli
 cli.define_flags("Config file: configs/drnet/<name>.py[:stage1|stage2|both].")
 
 if __name__ == "__main__":
-    cli.run(train_and_evaluate, train_both_stages, after_training)
+    cli.run(train_and_evaluate, train_both_stages, after_training, check_config)

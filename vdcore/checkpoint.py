@@ -37,7 +37,13 @@ class CheckpointNotFoundError(FileNotFoundError):
 
 
 class CheckpointMismatchError(ValueError):
-    """The checkpoint is intact but was written for other shapes or keys (a config problem, not damage)."""
+    """The checkpoint is intact but was written for other shapes or keys, or by another model (a config or path
+    problem, not damage)."""
+
+
+class RunExistsError(ValueError):
+    """A new run (e.g. a converted checkpoint) was to be written into a workdir that already holds checkpoints, or
+    that is a file."""
 
 
 class DamagedCheckpointError(RuntimeError):
@@ -47,6 +53,13 @@ class DamagedCheckpointError(RuntimeError):
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0][:300] if text else ''}"
+
+
+def workdir_problem(workdir: str | os.PathLike) -> str | None:
+    """What keeps `workdir` from holding a run (it exists as a file), or None: a missing one is created."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        return f"{os.fspath(workdir)} is a file; expected a folder for the run (created if missing)"
+    return None
 
 
 def run_checkpoint_dir(path: str | os.PathLike) -> str:
@@ -60,7 +73,11 @@ def open_run_checkpoints(path: str | os.PathLike, model: str) -> Checkpointer:
     """Read-only access to the checkpoints of a `model` run (e.g. 'VDSM'), given its workdir or checkpoints folder."""
     directory = run_checkpoint_dir(path)
     if not os.path.isdir(directory):
-        raise CheckpointNotFoundError(f"no {model} run or checkpoints at {path}")
+        found = "a file" if os.path.exists(directory) else "nothing"
+        raise CheckpointNotFoundError(
+            f"no {model} run or checkpoints at {path}: expected a run's workdir (holding {CHECKPOINT_SUBDIR}/) or its "
+            f"{CHECKPOINT_SUBDIR} folder, found {found}"
+        )
     return Checkpointer(directory, max_to_keep=None, create=False)
 
 
@@ -72,7 +89,7 @@ def read_run_meta(path: str | os.PathLike, meta_format: str, model: str, step: i
         found = str(meta.get("format", ""))
         loader = LOADERS.get(found.split(".", 1)[0])
         hint = f": it is a {found.split('.', 1)[0]} checkpoint, which loads with {loader}" if loader else ""
-        raise ValueError(f"{path}: not a {package} checkpoint (meta format {found!r}){hint}")
+        raise CheckpointMismatchError(f"{path}: not a {package} checkpoint (meta format {found!r}){hint}")
     return meta
 
 
@@ -119,7 +136,11 @@ class Checkpointer:
     def _resolve(self, step: int | None) -> int:
         step = self.latest_step() if step is None else int(step)
         if step is None:
-            raise CheckpointNotFoundError(f"no checkpoint in {self.directory}")
+            entries = sorted(os.listdir(self.directory))[:10] if os.path.isdir(self.directory) else []
+            raise CheckpointNotFoundError(
+                f"no checkpoint in {self.directory}: expected folders named by their step (as training writes them), "
+                f"found {entries or 'nothing'}"
+            )
         if step not in self.all_steps():
             raise CheckpointNotFoundError(f"no checkpoint for step {step} in {self.directory}; have {self.all_steps()}")
         return step
@@ -229,9 +250,11 @@ def save_new_run(workdir: str | os.PathLike, step: int, state: Any, meta: dict, 
     Refuses a workdir that already holds checkpoints: training would resume from the newest one instead, mixing
     two runs. Returns the checkpoint directory.
     """
+    if problem := workdir_problem(workdir):
+        raise RunExistsError(problem)
     directory = os.path.join(os.fspath(workdir), CHECKPOINT_SUBDIR)
     if os.path.isdir(directory) and Checkpointer(directory, max_to_keep=None, create=False).all_steps():
-        raise ValueError(f"{workdir} already holds checkpoints; write the new run into an empty workdir")
+        raise RunExistsError(f"{workdir} already holds checkpoints; write the new run into an empty workdir")
     checkpoints = Checkpointer(directory, max_to_keep=max_to_keep)
     checkpoints.save(step, state, meta)
     checkpoints.close()

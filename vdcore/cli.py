@@ -9,19 +9,48 @@ A config whose `stage` is 0 ("both") trains stage 1 into <workdir>/stage1 and th
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 import json
+import os
 import sys
+import types
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from data_prep.builders import get_builder
+from data_prep.errors import INPUT_ERRORS as DATA_INPUT_ERRORS
+from vdcore.checkpoint import (
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    DamagedCheckpointError,
+    RunExistsError,
+    open_run_checkpoints,
+    run_checkpoint_dir,
+    workdir_problem,
+)
 from vdcore.host_memory import keep_freed_memory
+from vdcore.run_config import stage_config
+from vdcore.torch_checkpoint import TorchCheckpointError
 
 TrainFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
+CheckFn = Callable[[ml_collections.ConfigDict], None]
+MainFn = Callable[[list[str]], None]
+
+# The errors that mean a command's input is wrong (a dataset, file, folder, checkpoint or name), not the code: the
+# commands print their message, which names the file / field and what was expected, as their last line.
+INPUT_ERRORS: tuple[type[Exception], ...] = (
+    *DATA_INPUT_ERRORS,
+    CheckpointNotFoundError,
+    CheckpointMismatchError,
+    DamagedCheckpointError,
+    RunExistsError,
+    TorchCheckpointError,
+)
 
 
 def define_flags(config_help: str) -> None:
@@ -62,26 +91,51 @@ def _override_names(argv: Sequence[str]) -> list[str]:
     return [arg[len("--config.") :].split("=", 1)[0] for arg in argv if arg.startswith("--config.")]
 
 
+def _flag_error(message: str) -> NoReturn:
+    """Exit with status 1 after one line, as absl prints a flag error."""
+    sys.stderr.write(f"FATAL Flags parsing error: {message}\n")
+    sys.exit(1)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, with an unknown --config.X override reported by name (ml_collections raises a bare
-    AttributeError or KeyError of the key): the config file is loaded on its own, each override is looked up
-    in it, and the unknown ones are printed as absl prints a flag error (exit status 1)."""
+    """absl's flag parsing, with the --config file loaded on its own first: a missing file or an argument its
+    get_config refuses is one flag error naming both (ml_collections defers the first to a traceback at first use
+    and lets the second escape as a bare KeyError), and so is an unknown --config.X override, with the closest
+    fields (ml_collections raises a bare AttributeError or KeyError of the key)."""
+    config_arg = _flag_value(argv, "--config")
+    config_file = config_arg.partition(":")[0] if config_arg is not None else None
+    config = None if config_arg is None else _load_config_flag(config_arg)
     try:
         return flags.FLAGS(argv)
     except flags.Error as error:  # a value of the wrong type, a missing required flag: as absl's own parser says
-        sys.stderr.write(f"FATAL Flags parsing error: {error}\nPass --helpshort or --helpfull to see help on flags.\n")
-        sys.exit(1)
+        _flag_error(f"{error}\nPass --helpshort or --helpfull to see help on flags.")
     except (AttributeError, KeyError):
-        config_arg = _flag_value(argv, "--config")
-        if config_arg is None:
+        if config is None:
             raise
-        config_file, _, stage = config_arg.partition(":")
-        config = load_config_file(config_file, stage)
         messages = [m for name in _override_names(argv[1:]) if (m := unknown_field(config, name, config_file))]
         if not messages:
             raise
-        sys.stderr.write("FATAL Flags parsing error: " + "; ".join(messages) + "\n")
-        sys.exit(1)
+        _flag_error("; ".join(messages))
+
+
+def _load_config_flag(config_arg: str) -> ml_collections.ConfigDict:
+    """The config of `--config FILE[:ARG]`; a flag error naming the file when it is missing or refuses ARG."""
+    config_file, _, arg = config_arg.partition(":")
+    if not os.path.isfile(config_file):
+        _flag_error(
+            f"--config {config_arg}: no config file {config_file} (expected a Python file defining get_config(), "
+            "e.g. configs/vdsm/tiny.py)"
+        )
+    module = _config_module(config_file)
+    try:
+        return module.get_config(arg) if arg else module.get_config()
+    except (KeyError, ValueError) as error:
+        if not arg:
+            raise
+        stages = getattr(module, "STAGES", None)  # the shipped configs' get_config(stage) looks its arg up there
+        known = isinstance(error, KeyError) and isinstance(stages, dict)
+        expected = f"; expected {config_file}:{'|'.join(stages)}" if known else ""
+        _flag_error(f"--config {config_arg}: get_config of {config_file} refuses {arg!r} ({error!r}){expected}")
 
 
 def _flag_value(argv: Sequence[str], name: str) -> str | None:
@@ -94,25 +148,98 @@ def _flag_value(argv: Sequence[str], name: str) -> str | None:
     return None
 
 
-def load_config_file(config_file: str, config_arg: str) -> ml_collections.ConfigDict:
-    """get_config([config_arg]) of a config file, as ml_collections' config flag loads it."""
+def _config_module(config_file: str) -> types.ModuleType:
+    """A config file, run as a module of its own (as ml_collections' config flag runs it)."""
     spec = importlib.util.spec_from_file_location("_config_file_for_override_check", config_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def load_config_file(config_file: str, config_arg: str) -> ml_collections.ConfigDict:
+    """get_config([config_arg]) of a config file, as ml_collections' config flag loads it."""
+    module = _config_module(config_file)
     return module.get_config(config_arg) if config_arg else module.get_config()
 
 
-def run(train_and_evaluate: TrainFn, train_both_stages: TrainFn, after: TrainFn | None = None) -> None:
+def program_name() -> str:
+    """How the running command was started: 'python -m vdsm_jax.main' (or the script's name)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return f"python -m {spec.name}" if spec is not None and spec.name else os.path.basename(sys.argv[0])
+
+
+def fail(message: str) -> NoReturn:
+    """End the command with exit status 1 and `message` as its one last line: for input the user can correct,
+    where a traceback would only bury the message."""
+    sys.stderr.write(f"{program_name()}: error: {message}\n")
+    sys.exit(1)
+
+
+def report_input_errors(main: MainFn) -> MainFn:
+    """`main`, with the errors of bad input (INPUT_ERRORS) reported by `fail`; any other error (a bug) keeps its
+    traceback."""
+
+    @functools.wraps(main)
+    def checked(argv: list[str]) -> None:
+        try:
+            main(argv)
+        except INPUT_ERRORS as error:
+            fail(str(error))
+
+    return checked
+
+
+def check_run(config: ml_collections.ConfigDict, workdir: str, check: CheckFn | None) -> None:
+    """`fail` (or raise one of INPUT_ERRORS) before anything is built, where the training command could not
+    finish: a config value that `check` refuses in a stage the command trains (a 'both' run's stage 2 included), an
+    unknown dataset or dataset config, a data_dir or workdir that is a file, a stage-2 run whose
+    config.stage1_workdir holds no checkpoint."""
+    if config.stage not in (0, 1, 2):
+        fail(f"config.stage must be 0 (both), 1 or 2, got {config.stage!r}")
+    for stage in (1, 2) if config.stage == 0 else (config.stage,):
+        try:
+            resolved = stage_config(config, stage)
+            if check is not None:
+                check(resolved)
+        except ValueError as error:
+            fail(f"{error} (stage 2: config.stage2 applied)" if stage == 2 else str(error))
+    get_builder(config.dataset, config.data_dir, config.dataset_config)  # names the unknown name or the file
+    if problem := workdir_problem(workdir):
+        fail(f"--workdir {problem}")
+    if config.stage == 2:
+        _check_stage1_workdir(config.get("stage1_workdir", ""))
+
+
+def _check_stage1_workdir(path: str) -> None:
+    """`fail` unless `path` holds a checkpoint of a stage-1 run (stage 2 would fail at its first step otherwise)."""
+    if not path:
+        fail("config.stage1_workdir is empty; stage 2 starts from a trained stage-1 run: give its workdir")
+    try:
+        checkpoints = open_run_checkpoints(path, "stage-1")
+    except CheckpointNotFoundError as error:
+        fail(f"config.stage1_workdir: {error}")
+    if not checkpoints.all_steps():
+        fail(f"config.stage1_workdir: no checkpoint in {run_checkpoint_dir(path)}; expected a trained stage-1 run")
+    stage = checkpoints.restore_meta().get("stage")
+    if stage != 1:
+        fail(f"config.stage1_workdir: {path} holds a stage-{stage} run; expected a stage-1 run")
+
+
+def run(
+    train_and_evaluate: TrainFn, train_both_stages: TrainFn, after: TrainFn | None = None, check: CheckFn | None = None
+) -> None:
     """Parse the flags and train the config's stage (or both); logs the run summary as JSON; then
     `after(config, workdir)` when given (the models' evaluation, switched by config.evaluation). A run that a
-    SIGTERM / SIGINT stopped (vdcore.preemption) has written its checkpoint and exits 0 without `after`."""
+    SIGTERM / SIGINT stopped (vdcore.preemption) has written its checkpoint and exits 0 without `after`.
+    `check(stage config)`: the model's config check, run on every stage before anything is built (check_run)."""
 
     def main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+        check_run(config, workdir, check)
         if flags.FLAGS.keep_freed_memory:
             keep_freed_memory()  # before the first JAX computation: threads pick their malloc arena then
-        config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
         train = train_both_stages if config.stage == 0 else train_and_evaluate
         summary = train(config, workdir)
         if summary.get("stopped_by"):
@@ -126,4 +253,4 @@ def run(train_and_evaluate: TrainFn, train_both_stages: TrainFn, after: TrainFn 
         if after is not None:
             after(config, workdir)
 
-    app.run(main, flags_parser=parse_flags)
+    app.run(report_input_errors(main), flags_parser=parse_flags)

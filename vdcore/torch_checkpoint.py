@@ -469,6 +469,11 @@ def read_torch_file(path: str | os.PathLike, *, module_classes: Iterable[str] = 
     """
     path = os.fspath(path)
     classes = tuple(module_classes)
+    if os.path.isdir(path):
+        raise TorchCheckpointError(
+            f"{path}: a folder, not a torch.save file; expected the .pth file itself (a run folder of this project "
+            "loads with vdsm_jax.VDSM.from_checkpoint or drnet_jax.DRNet.from_checkpoint)"
+        )
     if not os.path.isfile(path):
         raise TorchCheckpointError(f"{path}: no such file")
     try:

@@ -13,6 +13,7 @@ from typing import Any
 
 from absl import app, flags
 
+from vdcore import cli
 from vdcore.host_memory import keep_freed_memory
 
 EvaluateFn = Callable[..., dict[str, Any]]
@@ -23,11 +24,23 @@ def define_flags() -> None:
     flags.DEFINE_string("judge", None, "The judge's workdir (python -m vdeval.judge train ...).")
     flags.DEFINE_string("data_dir", None, "Where the run's dataset is built (default: the run config's data_dir).")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the repeats (mean ± std over them).")
-    flags.DEFINE_integer("max_clips", 400, "Test clips judged per mode and seed (a seeded choice when more).")
-    flags.DEFINE_integer("max_probe_clips", 1000, "Train clips whose codes fit the linear probes.")
-    flags.DEFINE_integer("horizon", 100, "DRNet: prediction steps judged (PSNR / SSIM where ground truth exists).")
+    flags.register_validator(
+        "seeds", _are_seeds, message="--seeds must be one or more integers separated by commas, e.g. 0,1,2"
+    )
+    flags.DEFINE_integer(
+        "max_clips", 400, "Test clips judged per mode and seed (a seeded choice when more).", lower_bound=1
+    )
+    flags.DEFINE_integer("max_probe_clips", 1000, "Train clips whose codes fit the linear probes.", lower_bound=1)
+    flags.DEFINE_integer(
+        "horizon", 100, "DRNet: prediction steps judged (PSNR / SSIM where ground truth exists).", lower_bound=1
+    )
     flags.DEFINE_string("out", None, "Output folder (default <workdir>/evaluation).")
     flags.mark_flags_as_required(["workdir", "judge"])
+
+
+def _are_seeds(values: list[str]) -> bool:
+    """Whether --seeds is a non-empty list of integers (checked when the flags are parsed, not at the first use)."""
+    return bool(values) and all(value.strip().lstrip("-").isdigit() for value in values)
 
 
 def run(evaluate: EvaluateFn) -> None:
@@ -49,4 +62,4 @@ def run(evaluate: EvaluateFn) -> None:
         print(result["markdown"])
         print(f"wrote {', '.join(result['paths'].values())}")
 
-    app.run(main)
+    app.run(cli.report_input_errors(main))

@@ -16,6 +16,9 @@ import os
 
 from absl import app, flags
 
+from data_prep.builders import DATASET_NAMES
+from vdcore import cli
+from vdcore.checkpoint import workdir_problem
 from vdcore.host_memory import keep_freed_memory
 from vdeval.judge_train import default_config, train_and_evaluate
 from vdeval.trained_judge import REPORT_FILE, TrainedJudge, accuracy_lines, split_accuracy
@@ -58,8 +61,12 @@ def _report(workdir: str, recompute: bool, data_dir_flag: flags.FlagHolder | Non
 def main(argv: list[str]) -> None:
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"give one command, {' or '.join(COMMANDS)}; got {argv[1:]}")
-    keep_freed_memory()
+    if argv[1] == "train" and not flags.FLAGS.dataset:
+        raise app.UsageError(f"train needs --dataset, one of {', '.join(DATASET_NAMES)}")
     workdir = flags.FLAGS.workdir
+    if problem := workdir_problem(workdir):
+        cli.fail(f"--workdir {problem}")
+    keep_freed_memory()
     if argv[1] == "train":
         report = train_and_evaluate(_config(), workdir)
         if report.get("stopped_by"):
@@ -73,4 +80,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli.report_input_errors(main))

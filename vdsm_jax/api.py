@@ -43,6 +43,24 @@ def _has_dynamics(params: Params) -> bool:
     return "seq_enc" in params
 
 
+def _count(value: Any, name: str) -> int:
+    """`value` as an int >= 1; ValueError naming `name` otherwise (before any compile)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def _split(rng: Any, n: int) -> jax.Array:
+    """`jax.random.split(rng, n)`; TypeError naming `rng` unless it is one PRNG key (a seed given instead gets
+    JAX's error, which names no argument, and only after the videos were encoded)."""
+    typed = isinstance(rng, jax.Array) and jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) and rng.shape == ()
+    raw = isinstance(rng, jax.Array) and rng.dtype == jnp.uint32 and rng.shape == (2,)
+    if not (typed or raw):
+        found = f"{type(rng).__name__} {getattr(rng, 'dtype', '')}{getattr(rng, 'shape', '')}".strip()
+        raise TypeError(f"rng must be one PRNG key, e.g. jax.random.key(0); got {found}")
+    return jax.random.split(rng, n)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def encode(modules: VDSMModules, params: Params, videos: jax.Array, temperature: float) -> dict[str, jax.Array]:
     z_loc, z_scale, id_loc, _ = modules.encode_frames(params, videos)
@@ -226,9 +244,9 @@ class VDSM:
                 "hold_identity samples the dynamics from the learnt prior, which a stage-1 VDSM does not have; "
                 "use a stage-2 run (vdsm_jax.main with a :stage2 config, or the stage2/ folder of a 'both' run)"
             )
-        seq_len = videos.shape[1] if seq_len is None else int(seq_len)
+        seq_len = videos.shape[1] if seq_len is None else _count(seq_len, "seq_len")
+        keys = _split(rng, videos.shape[0])
         identity = encode(self.modules, self.params, videos, self.config.test_temp_id)["identity"]
-        keys = jax.random.split(rng, videos.shape[0])
         return np.asarray(generate_holding_identity(self.modules, self.params, identity, keys, seq_len))
 
     def hold_dynamics(self, videos: Any, rng: jax.Array, seq_len: int | None = None) -> np.ndarray:
@@ -236,30 +254,28 @@ class VDSM:
         latent chain; stage 1: every frame's z_loc) and takes its identity from the prior (key i of
         split(rng, B))."""
         videos = self._check_videos(videos)
+        seq_len = videos.shape[1] if seq_len is None else _count(seq_len, "seq_len")
+        if self.stage == 1 and seq_len != videos.shape[1]:
+            raise ValueError(
+                f"a stage-1 VDSM keeps each frame's z: seq_len must be the videos' length {videos.shape[1]}, "
+                f"got {seq_len}"
+            )
+        keys = _split(rng, videos.shape[0])
         codes = encode(self.modules, self.params, videos, self.config.test_temp_id)
-        keys = jax.random.split(rng, videos.shape[0])
-        if self.stage == 1:
-            if seq_len not in (None, videos.shape[1]):
-                raise ValueError("a stage-1 VDSM keeps each frame's z: seq_len must be the videos' length")
-            dynamics, seq_len = codes["z_loc"], videos.shape[1]
-        else:
-            dynamics, seq_len = codes["dynamics"], videos.shape[1] if seq_len is None else int(seq_len)
+        dynamics = codes["z_loc"] if self.stage == 1 else codes["dynamics"]
         return np.asarray(
-            generate_holding_dynamics(self.modules, self.params, dynamics, keys, int(seq_len), self.config.test_temp_id)
+            generate_holding_dynamics(self.modules, self.params, dynamics, keys, seq_len, self.config.test_temp_id)
         )
 
     def generate(self, rng: jax.Array, n: int, seq_len: int) -> np.ndarray:
         """n sequences of seq_len frames from the priors; sequence i uses key i of `jax.random.split(rng, n)`."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be an int >= 1, got {n!r}")
-        return self.generate_with_keys(jax.random.split(rng, int(n)), seq_len)
+        return self.generate_with_keys(_split(rng, _count(n, "n")), seq_len)
 
     def generate_with_keys(self, keys: jax.Array, seq_len: int) -> np.ndarray:
         """One sequence per PRNG key of keys (N,): sequence i depends on keys[i] only, whatever else is in the batch."""
-        if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
-            raise ValueError(f"seq_len must be an int >= 1, got {seq_len!r}")
+        seq_len = _count(seq_len, "seq_len")
         keys = jnp.asarray(keys)
         typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
         if keys.ndim != (1 if typed else 2) or keys.shape[0] < 1:
             raise ValueError(f"keys must be N >= 1 PRNG keys, e.g. jax.random.split(key, N); got shape {keys.shape}")
-        return np.asarray(generate(self.modules, self.params, keys, int(seq_len), self.config.test_temp_id))
+        return np.asarray(generate(self.modules, self.params, keys, seq_len, self.config.test_temp_id))

@@ -24,6 +24,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from vdcore import cli
 from vdcore.checkpoint import save_new_run
 from vdcore.train_state import TrainState
 from vdsm_jax.config_defaults import stage_config
@@ -87,4 +88,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(cli.report_input_errors(main), flags_parser=cli.parse_flags)

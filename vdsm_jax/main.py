@@ -12,10 +12,11 @@ stage 2 into <workdir>/stage2. Runs resume from their newest checkpoint.
 from __future__ import annotations
 
 from vdcore import cli
+from vdsm_jax.config_defaults import check_config
 from vdsm_jax.evaluate import after_training
 from vdsm_jax.train import train_and_evaluate, train_both_stages
 
 cli.define_flags("Config file: configs/vdsm/<name>.py[:stage1|stage2|both].")
 
 if __name__ == "__main__":
-    cli.run(train_and_evaluate, train_both_stages, after_training)
+    cli.run(train_and_evaluate, train_both_stages, after_training, check_config)

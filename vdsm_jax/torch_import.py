@@ -249,7 +249,15 @@ def read_vdsm_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], int]
     else:
         state_dict, epoch = content, 0
     if not isinstance(state_dict, Mapping) or not all(isinstance(k, str) for k in state_dict):
-        raise TorchCheckpointError(f"{path}: expected a dict with a 'model' state dict, found {type(content).__name__}")
+        if isinstance(state_dict, Mapping):
+            kind = "a dict whose keys are not all names"
+        else:
+            kind = "a tensor" if isinstance(state_dict, np.ndarray) else f"a {type(state_dict).__name__}"
+        found = f"its 'model' entry is {kind}" if state_dict is not content else f"it holds {kind}"
+        raise TorchCheckpointError(
+            f"{path}: not a VDSM checkpoint (expected {{'epoch', 'model': state_dict, 'optimizer'}} or a bare state "
+            f"dict of named tensors; {found})"
+        )
     not_arrays = sorted(k for k, v in state_dict.items() if not isinstance(v, np.ndarray))
     if not_arrays:
         what = "its 'model' state dict has entries that are not tensors" if state_dict is not content else "keys"

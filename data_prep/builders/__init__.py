@@ -10,6 +10,7 @@ import importlib
 import os
 
 from data_prep.builders.base import VideoBuilderConfig, VideoDatasetBuilder
+from data_prep.errors import DataError, UnknownDatasetError
 
 _BUILDER_PATHS: dict[str, str] = {
     "moving_mnist": "data_prep.builders.moving_mnist:MovingMnist",
@@ -24,7 +25,7 @@ DATASET_NAMES: tuple[str, ...] = tuple(_BUILDER_PATHS)
 def builder_class(name: str) -> type[VideoDatasetBuilder]:
     """The builder class registered as `name`."""
     if name not in _BUILDER_PATHS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {list(DATASET_NAMES)}")
+        raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {list(DATASET_NAMES)}")
     module_name, class_name = _BUILDER_PATHS[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
@@ -37,5 +38,7 @@ def get_builder(
     if isinstance(config, str):
         known = [c.name for c in cls.BUILDER_CONFIGS]
         if config not in known:
-            raise ValueError(f"unknown config {config!r} for dataset {name!r}; known configs: {known}")
+            raise UnknownDatasetError(f"unknown config {config!r} for dataset {name!r}; known configs: {known}")
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):  # TFDS would fail making <data_dir>/downloads
+        raise DataError(data_dir, "data_dir is a file; expected the folder of built datasets (created if missing)")
     return cls(data_dir=data_dir, config=config)

@@ -69,6 +69,7 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     def __init__(self, *, data_dir: str | os.PathLike, config: str | VideoBuilderConfig | None = None, **kwargs):
         super().__init__(data_dir=os.fspath(data_dir), config=config, file_format=FILE_FORMAT, **kwargs)
         self.bad_samples = BadSampleTracker(self.builder_config.on_bad_sample)
+        self._given_manual_dir: str | None = None  # set by each build (_download_and_prepare)
 
     # -- to be provided by subclasses -------------------------------------------------
     def _video_shape(self) -> tuple[int | None, int, int, int]:
@@ -91,13 +92,13 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
             metadata=tfds.core.MetadataDict(),
         )
 
-    @staticmethod
-    def optional_manual_dir(dl_manager: tfds.download.DownloadManager) -> str | None:
-        """The manual_dir if it exists and is non-empty, else None (TFDS itself would assert)."""
+    def optional_manual_dir(self, dl_manager: tfds.download.DownloadManager) -> str | None:
+        """The manual_dir given to the build, or None. TFDS's own accessor asserts when the folder is empty; the
+        folder's name is kept so that the missing-files error names it."""
         try:
             return os.fspath(dl_manager.manual_dir)
         except AssertionError:
-            return None
+            return self._given_manual_dir
 
     def check_manual_files(self, manual_dir: str | os.PathLike | None, files: Sequence[str] | None = None) -> None:
         """Raise `MissingManualFilesError` listing every expected file that is absent."""
@@ -127,5 +128,10 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
             self.info.metadata.update(extra)
 
     def _download_and_prepare(self, dl_manager, download_config=None):  # noqa: D401 - TFDS hook
+        given = getattr(download_config, "manual_dir", None)
+        self._given_manual_dir = None if given is None else os.fspath(given)
+        if given is not None and not os.path.isdir(given):  # else an optional one (full MNIST) is silently unused
+            missing = list(self.MANUAL_FILES) or [self._given_manual_dir]
+            raise MissingManualFilesError(self.name, given, missing, self.MANUAL_DOWNLOAD_INSTRUCTIONS or "")
         super()._download_and_prepare(dl_manager, download_config)
         self.record_build_metadata()

