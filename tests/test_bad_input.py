@@ -498,20 +498,41 @@ EVALUATION_CASES = {
     ),
     "judge: a VDSM run": (
         lambda f: _judge(f["vdsm_run"]),
-        ValueError,
-        ["vdsm_run: not a judge checkpoint (meta format 'vdsm_jax.checkpoint/1')"],
+        CheckpointMismatchError,
+        ["vdsm_run: not a judge checkpoint (meta format 'vdsm_jax.checkpoint/1')", "vdsm_jax.VDSM.from_checkpoint"],
     ),
     "judge: of another dataset": (
         lambda f: _judge_of("moving_mnist", 64, 3).check_matches("sprites", 64, 3, "run R"),
-        ValueError,
+        CheckpointMismatchError,
         ["judge judges/J was trained on 'moving_mnist' clips of 64x64x3, but run R is 'sprites' at 64x64x3"],
     ),
     "judge: of another image size": (
         lambda f: _judge_of("kth", 64, 1).check_matches("kth", 128, 1, "run R"),
-        ValueError,
+        CheckpointMismatchError,
         ["'kth' clips of 64x64x1, but run R is 'kth' at 128x128x1", "python -m vdeval.judge train --dataset kth"],
     ),
 }
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("batch_size", -3, "config.batch_size must be an integer >= 1, got -3"),
+        ("steps", 0, "config.steps must be an integer >= 1, got 0"),
+        ("lr", 0.0, "config.lr must be > 0, got 0.0"),
+        ("b1", 1.0, "config.b1 must be in [0, 1), got 1.0"),
+        ("augment_strength", -0.1, "config.augment_strength must be in [0, 1], got -0.1"),
+        ("seq_len", -2, "config.seq_len must be >= 0 (0: the dataset's clip length), got -2"),
+    ],
+)
+def test_judge_settings_are_refused_before_any_data_is_read(setting, value, expected, tmp_path):
+    from vdeval.judge_train import default_config, train_and_evaluate
+
+    config = default_config()
+    config.update({"dataset": "moving_mnist", "data_dir": str(tmp_path / "nothing_built"), setting: value})
+    with pytest.raises(ValueError) as error:
+        train_and_evaluate(config, str(tmp_path / "judge"))
+    assert str(error.value) == expected
 
 
 @pytest.mark.parametrize("case", sorted(EVALUATION_CASES))

@@ -343,7 +343,7 @@ def test_each_once_shows_every_pool_digit_once_per_pass_with_the_random_orders_m
     # 2 * (pool / 2 + 3) draws: one whole pass over the pool (every digit once), then 6 digits of the next pass
     np.testing.assert_array_equal(np.unique(ids), np.arange(pool_size))
     assert np.bincount(ids, minlength=pool_size).tolist().count(2) == len(ids) - pool_size == 6
-    for a, b in zip(each_once["test"], random["test"]):
+    for a, b in zip(each_once["test"], random["test"], strict=True):
         np.testing.assert_array_equal(a["start_positions"], b["start_positions"])
         np.testing.assert_array_equal(a["velocities"], b["velocities"])
     with pytest.raises(ValueError, match="digit_order must be 'random' or 'each_once', got 'sorted'"):

@@ -84,13 +84,19 @@ def open_run_checkpoints(path: str | os.PathLike, model: str) -> Checkpointer:
 def read_run_meta(path: str | os.PathLike, meta_format: str, model: str, step: int | None = None) -> dict:
     """The JSON meta of a checkpoint (newest unless `step`); ValueError unless its 'format' is `meta_format`."""
     meta = open_run_checkpoints(path, model).restore_meta(step)
+    check_meta_format(path, meta, meta_format)
+    return meta
+
+
+def check_meta_format(path: str | os.PathLike, meta: dict, meta_format: str, kind: str = "") -> None:
+    """CheckpointMismatchError naming the package whose checkpoint `path` holds (and its loader) unless the
+    meta's 'format' is `meta_format`; `kind` names what was expected (default: meta_format's package)."""
     if meta.get("format") != meta_format:
-        package = meta_format.split(".", 1)[0]
+        package = kind or meta_format.split(".", 1)[0]
         found = str(meta.get("format", ""))
         loader = LOADERS.get(found.split(".", 1)[0])
         hint = f": it is a {found.split('.', 1)[0]} checkpoint, which loads with {loader}" if loader else ""
         raise CheckpointMismatchError(f"{path}: not a {package} checkpoint (meta format {found!r}){hint}")
-    return meta
 
 
 def _path_name(path: tuple) -> str:

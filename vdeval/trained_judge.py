@@ -28,7 +28,13 @@ import optax
 
 from data_prep.input_pipeline import ordered_clips
 from data_prep.samplers import SplitSource
-from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer, CheckpointNotFoundError
+from vdcore.checkpoint import (
+    CHECKPOINT_SUBDIR,
+    Checkpointer,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    check_meta_format,
+)
 from vdcore.train_state import TrainState
 from vdeval.factors import Head, head_classes
 from vdeval.judge_model import Judge
@@ -112,8 +118,7 @@ class TrainedJudge:
             )
         checkpoints = Checkpointer(directory, max_to_keep=None, create=False)
         meta = checkpoints.restore_meta(step)
-        if meta.get("format") != META_FORMAT:
-            raise ValueError(f"{workdir}: not a judge checkpoint (meta format {meta.get('format')!r})")
+        check_meta_format(workdir, meta, META_FORMAT, kind="judge")
         model = judge_network(meta)
         target = abstract_state(model, judge_optimizer(meta), tuple(meta["video_shape"]))
         state, meta = checkpoints.restore(target, step)
@@ -146,10 +151,11 @@ class TrainedJudge:
         raise KeyError(f"the judge has no head {name!r}; heads: {[h.name for h in self.heads]}")
 
     def check_matches(self, dataset: str, image_size: int, channels: int, what: str) -> None:
-        """ValueError naming both sides unless the judge was trained on `dataset` clips of this frame shape."""
+        """CheckpointMismatchError naming both sides unless the judge was trained on `dataset` clips of this
+        frame shape."""
         ours = (self.dataset, self.image_size, self.channels)
         if ours != (dataset, int(image_size), int(channels)):
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"judge {self.workdir} was trained on '{self.dataset}' clips of {self.image_size}x{self.image_size}x"
                 f"{self.channels}, but {what} is '{dataset}' at {image_size}x{image_size}x{channels}; train a judge on "
                 f"that dataset: python -m vdeval.judge train --dataset {dataset} --data_dir DIR --workdir J"
