@@ -13,7 +13,7 @@ from __future__ import annotations
 import ml_collections
 
 from data_prep.samplers import FourFrameSampler
-from vdcore.run_config import CONV_IMPLS, check_ranges, evaluation_config
+from vdcore.run_config import CONV_IMPLS, ConfigValueError, check_ranges, evaluation_config
 from vdcore.run_config import stage_config as stage_config  # re-exported
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -100,21 +100,23 @@ CHOICES = {"optimizer": OPTIMIZERS, "frame_selection": FourFrameSampler.SELECTIO
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-    """Raise ValueError naming the field for settings no run can use (before any data or compile work)."""
+    """Raise ConfigValueError naming the field for settings no run can use (before any data or compile work)."""
     check_ranges(config, POSITIVE_INTS, POSITIVE_FLOATS, CHOICES)
     if config.batch_size < 2:
-        raise ValueError(
+        raise ConfigValueError(
             f"config.batch_size must be >= 2 (the scene discriminator splits it in halves), got {config.batch_size}"
         )
     if config.stage == 1 and config.max_step < 4:
-        raise ValueError(f"config.max_step must be >= 4 (four frames per clip), got {config.max_step}")
+        raise ConfigValueError(f"config.max_step must be >= 4 (four frames per clip), got {config.max_step}")
     if config.stage == 2 and (config.n_past < 1 or config.n_future < 1):
-        raise ValueError(f"config.n_past and config.n_future must be >= 1, got {config.n_past}, {config.n_future}")
+        raise ConfigValueError(
+            f"config.n_past and config.n_future must be >= 1, got {config.n_past}, {config.n_future}"
+        )
     if not 0 <= config.beta1 < 1:
-        raise ValueError(f"config.beta1 must be in [0, 1), got {config.beta1!r}")
+        raise ConfigValueError(f"config.beta1 must be in [0, 1), got {config.beta1!r}")
     if config.sd_weight < 0:
-        raise ValueError(f"config.sd_weight must be >= 0, got {config.sd_weight!r}")
+        raise ConfigValueError(f"config.sd_weight must be >= 0, got {config.sd_weight!r}")
     if config.model_test_interval < 0:
-        raise ValueError(
+        raise ConfigValueError(
             f"config.model_test_interval must be >= 0 (epochs; 0 = never), got {config.model_test_interval!r}"
         )

@@ -698,6 +698,10 @@ COMMAND_CASES = {
         ["vdeval.judge", "train", "--dataset", "nope", "--workdir", "{tmp}/judge", "--data_dir", "{empty}"],
         "python -m vdeval.judge: error: unknown dataset 'nope'; known datasets:",
     ),
+    "judge: a setting out of range": (
+        ["vdeval.judge", "train", "--dataset", "moving_mnist", "--workdir", "{tmp}/judge", "--batch_size=-3"],
+        "python -m vdeval.judge: error: config.batch_size must be an integer >= 1, got -3",
+    ),
 }
 
 

@@ -34,7 +34,7 @@ from vdcore.checkpoint import (
     workdir_problem,
 )
 from vdcore.host_memory import keep_freed_memory
-from vdcore.run_config import stage_config
+from vdcore.run_config import ConfigValueError, stage_config
 from vdcore.torch_checkpoint import TorchCheckpointError
 
 TrainFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
@@ -50,6 +50,7 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
     DamagedCheckpointError,
     RunExistsError,
     TorchCheckpointError,
+    ConfigValueError,
 )
 
 

@@ -16,24 +16,29 @@ import ml_collections
 CONV_IMPLS = ("auto", "fast", "xla")  # config.conv_impl: vdcore.conv's formulations, 'auto' picks by backend
 
 
+class ConfigValueError(ValueError):
+    """A config value no run can use (the message names the field, the value and what is expected): bad input,
+    which the commands report in one line."""
+
+
 def check_ranges(
     config: ml_collections.ConfigDict,
     positive_ints: tuple[str, ...] = (),
     positive_floats: tuple[str, ...] = (),
     choices: dict[str, tuple[str, ...]] | None = None,
 ) -> None:
-    """ValueError naming the field, its value and what is expected, unless each of `positive_ints` is an int
+    """ConfigValueError naming the field, its value and what is expected, unless each of `positive_ints` is an int
     >= 1, each of `positive_floats` a number > 0 and each field of `choices` one of its values."""
     for name in positive_ints:
         value = config[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"config.{name} must be an integer >= 1, got {value!r}")
+            raise ConfigValueError(f"config.{name} must be an integer >= 1, got {value!r}")
     for name in positive_floats:
         if not config[name] > 0:
-            raise ValueError(f"config.{name} must be > 0, got {config[name]!r}")
+            raise ConfigValueError(f"config.{name} must be > 0, got {config[name]!r}")
     for name, allowed in (choices or {}).items():
         if config[name] not in allowed:
-            raise ValueError(f"config.{name} must be one of {allowed}, got {config[name]!r}")
+            raise ConfigValueError(f"config.{name} must be one of {allowed}, got {config[name]!r}")
 
 
 def stage_config(config: ml_collections.ConfigDict, stage: int) -> ml_collections.ConfigDict:

@@ -26,7 +26,7 @@ from vdcore import preemption
 from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from vdcore.files import write_json
 from vdcore.metrics_log import MetricsLogger
-from vdcore.run_config import check_ranges
+from vdcore.run_config import ConfigValueError, check_ranges
 from vdcore.sharding import data_mesh, replicated_sharding, shard_batch
 from vdcore.train_state import TrainState, apply_gradients_if_finite
 from vdcore.training import host_scalars, save_or_stop
@@ -81,15 +81,15 @@ JUDGE_POSITIVE_INTS += ("save_every", "log_every")
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-    """ValueError naming the judge setting, its value and what is expected, before any data or compile work."""
+    """ConfigValueError naming the judge setting, its value and what is expected, before any data or compile work."""
     check_ranges(config, JUDGE_POSITIVE_INTS, ("lr",))
     for name, low, high in (("lr_final_fraction", 0.0, 1.0), ("b1", 0.0, 1.0), ("b2", 0.0, 1.0)):
         if not low <= config[name] < high:
-            raise ValueError(f"config.{name} must be in [{low:g}, {high:g}), got {config[name]!r}")
+            raise ConfigValueError(f"config.{name} must be in [{low:g}, {high:g}), got {config[name]!r}")
     if not 0.0 <= config.augment_strength <= 1.0:
-        raise ValueError(f"config.augment_strength must be in [0, 1], got {config.augment_strength!r}")
+        raise ConfigValueError(f"config.augment_strength must be in [0, 1], got {config.augment_strength!r}")
     if config.seq_len < 0:
-        raise ValueError(f"config.seq_len must be >= 0 (0: the dataset's clip length), got {config.seq_len}")
+        raise ConfigValueError(f"config.seq_len must be >= 0 (0: the dataset's clip length), got {config.seq_len}")
 
 
 def _meta(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-from vdcore.run_config import CONV_IMPLS, check_ranges, evaluation_config
+from vdcore.run_config import CONV_IMPLS, ConfigValueError, check_ranges, evaluation_config
 from vdcore.run_config import stage_config as stage_config  # re-exported
 
 
@@ -118,21 +118,21 @@ POSITIVE_FLOATS = ("lr_VDSMEncDec", "lr_VDSMSeq", "temp_id_start", "temp_id_end"
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-    """Raise ValueError naming the field, its value and what is expected, for settings no run can use
+    """Raise ConfigValueError naming the field, its value and what is expected, for settings no run can use
     (called on the resolved stage config before any data, network or compile work)."""
     check_ranges(config, POSITIVE_INTS, POSITIVE_FLOATS, {"conv_impl": CONV_IMPLS})
     if config.lr_resume is not None and not config.lr_resume > 0:
-        raise ValueError(f"config.lr_resume must be > 0 or None, got {config.lr_resume!r}")
+        raise ConfigValueError(f"config.lr_resume must be > 0 or None, got {config.lr_resume!r}")
     if not 0 < config.anneal_t_midfrac1 < config.anneal_t_midfrac2 < 1:
-        raise ValueError(
+        raise ConfigValueError(
             "config.anneal_t_midfrac1 and config.anneal_t_midfrac2 must satisfy 0 < midfrac1 < midfrac2 < 1, got "
             f"{config.anneal_t_midfrac1!r}, {config.anneal_t_midfrac2!r}"
         )
     if not 0 <= config.rnn_dropout < 1:
-        raise ValueError(f"config.rnn_dropout must be in [0, 1), got {config.rnn_dropout!r}")
+        raise ConfigValueError(f"config.rnn_dropout must be in [0, 1), got {config.rnn_dropout!r}")
     if not 0 <= config.flip_prob <= 1:
-        raise ValueError(f"config.flip_prob must be in [0, 1], got {config.flip_prob!r}")
+        raise ConfigValueError(f"config.flip_prob must be in [0, 1], got {config.flip_prob!r}")
     if config.model_test_interval < 0:
-        raise ValueError(
+        raise ConfigValueError(
             f"config.model_test_interval must be >= 0 (epochs; 0 = never), got {config.model_test_interval!r}"
         )
