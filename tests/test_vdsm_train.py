@@ -12,10 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import REPO_ROOT, load_config_file
-from tests_helpers import poison_train_batches
+from tests_helpers import poison_train_batches, read_event_scalars
 
 from vdcore.checkpoint import Checkpointer
-from vdcore.tensorboard import read_scalars
 from vdcore.train_state import NonFiniteTrainingError
 from vdsm_jax import train as vdsm_train
 from vdsm_jax.config_defaults import stage_config
@@ -121,7 +120,7 @@ def test_cli_run_writes_checkpoints_pictures_metrics_and_codes(trained_vdsm_run)
             "steps_per_second",
         } <= set(rows[-1])
         (event_file,) = os.listdir(workdir / "tensorboard")
-        tags = {tag for _, tag, _ in read_scalars(workdir / "tensorboard" / event_file)}
+        tags = {tag for _, tag, _ in read_event_scalars(workdir / "tensorboard" / event_file)}
         assert {"loss", "anneal_t", "kl/z"} <= tags
         assert iio.imread(workdir / "loss_curves.png").ndim == 3
 

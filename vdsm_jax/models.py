@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from vdcore.conv import resolve_impl
 from vdsm_jax.networks import (
     Combiner,
     DynamicsDecoder,
@@ -48,11 +49,11 @@ class VDSMModules:
     rnn_dropout: float
     nc: int
     encoder_act_slope: float
-    conv_impl: str | None
+    conv_impl: str
 
     @classmethod
     def from_config(cls, config: Any) -> VDSMModules:
-        impl = None if config.conv_impl in (None, "", "auto") else config.conv_impl
+        impl = resolve_impl(config.conv_impl)  # decided once, from the backend, for every layer
         return cls(
             z_dim=config.z_dim,
             n_e_w=config.n_e_w,
