@@ -8,9 +8,11 @@ every batch this process read, in order, as JSON to INDEX_FILE.
 
 import importlib
 import json
+import pathlib
 import sys
 
-sys.path.insert(0, "tests")
+TESTS = pathlib.Path(__file__).resolve().parent
+sys.path[:1] = [str(TESTS.parent), str(TESTS)]  # this checkout's packages, then the test helpers
 
 from conftest import load_config_file  # noqa: E402
 
