@@ -168,9 +168,9 @@ def run(
     state, resumed = training.restore_or_init(
         checkpoints, batches, lambda: model.restore_state(replicated), model.init_state
     )
-    state = replicate(state, mesh)
     if resumed is not None and model.after_restore is not None:
         state = model.after_restore(state)
+    state = replicate(state, mesh)
 
     limit = int(config.max_consecutive_nonfinite)
     step_fn = jax.jit(functools.partial(_accumulate, model.train_step, limit), donate_argnums=(0, 1))
