@@ -260,13 +260,15 @@ def run(
     finally:
         progress.close()
         checkpoints.wait_until_finished()
+        saved = checkpoints.all_steps()
+        checkpoints.close()  # ends orbax's background saving machinery with the run
         if logger is not None:
             logger.close()
     summary.update(
         final_step=int(fetch(state.step)),
         final_metrics=metrics,
         skipped_steps=int(fetch(state.nonfinite_total)),
-        checkpoints=checkpoints.all_steps(),
+        checkpoints=saved,
     )
     if lead:
         training.write_summary(workdir, summary)
