@@ -25,6 +25,7 @@ INSTALL_REQUIRES = [
     "pillow==13.0.0",
     "matplotlib==3.11.2",
     "tqdm==4.70.1",
+    "tensorboardX==2.6.5",
     "absl-py==2.5.1",
 ]
 

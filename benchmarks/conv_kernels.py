@@ -41,7 +41,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from vdcore import conv as C  # noqa: E402
 
-# torch CPU fwd+bwd times from shared/reference/performance.md (same machine kind).
+# torch CPU fwd+bwd times of the originals' layers on the project's reference machine (benchmarks/README.md).
 TORCH_SECONDS = {"conv3x3_s1": 1.2, "conv4x4_s2": 0.43, "convT4x4_s2": 0.57, "moe_decoder": 3.35}
 
 

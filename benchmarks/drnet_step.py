@@ -12,7 +12,7 @@ step (each step waits for its result). Beside them: a 2048² float32 matmul prob
 of the machine this run got; XLA's FLOP count is not reported, since its cost analysis counts the body of a
 loop such as stage 2's per-frame-index encoder once). `--torch_json` (a benchmarks/torch_originals.py report
 from the same machine) adds same-machine ratios. The originals take 2.4 s (stage 1, dcgan_unet content) and
-≈2.7 s (stage 2) per step on this project's reference machine (shared/reference/performance.md); the
+≈2.7 s (stage 2) per step on this project's reference machine (benchmarks/README.md); the
 issue's targets are ratios ≤ 0.80 and ≤ 0.30. Prints one line per case and writes JSON to --out.
 Timings on a shared machine are approximate: the load average is recorded beside them.
 """

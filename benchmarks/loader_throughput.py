@@ -28,12 +28,16 @@ from data_prep.input_pipeline import ensure_built, make_batches, split_source  #
 
 CASES = {
     "vdsm_stage1_sprites": dict(
-        dataset="sprites", config="standard", sampler="vdsm_stage1", sampler_args={"seq_len": 16}, batch_size=20
+        dataset="sprites",
+        config="standard",
+        sampler="pair",
+        sampler_args={"group_by": "character", "distinct_by": "action", "seq_len": 16},
+        batch_size=20,
     ),
     "drnet_stage1_mnist": dict(
         dataset="moving_mnist",
         config="drnet",
-        sampler="drnet_stage1",
+        sampler="four_frames",
         sampler_args={"max_step": 20, "frame_selection": "first4"},
         batch_size=100,
     ),
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: skipped: {e}")
             continue
         entry["build_or_open_s"] = round(time.perf_counter() - start, 2)
-        if case["sampler"] == "vdsm_stage1" and case["dataset"] == "sprites":
+        if case["sampler"] == "pair":
             entry["label_table"] = label_table_cost(case["dataset"], args.data_dir, case["config"])
         for setting in args.settings:
             entry["runs"].append(measure(case, args.data_dir, setting, args.seconds, args.warmup, args.seed))

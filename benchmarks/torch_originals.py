@@ -2,14 +2,14 @@
 
     python benchmarks/torch_originals.py --reps 3 --out runs/torch_originals.json
 
-Why: shared/reference/performance.md gives the originals' seconds per step on the project's machine kind, but
+Why: benchmarks/README.md gives the originals' seconds per step on the project's machine kind, but
 machines of one kind differ (a 2048² sgemm in torch measured ≈190–200 GFLOP/s there; it measures what it
 measures here, printed below). Running the originals' steps here, next to benchmarks/vdsm_step.py and
 benchmarks/drnet_step.py, gives same-machine ratios; those scripts read this file's JSON (``--torch_json``).
 
 What runs (torch CPU, float32, all cores, random inputs, the issue configurations): the networks of
-tests/torch_reference_{vdsm,drnet}.py (the originals' modules and layouts, written from shared/reference), and
-per step what the originals do per step (shared/reference/vdsm.md, drnet.md):
+tests/torch_reference_{vdsm,drnet}.py (the originals' modules and layouts), and
+per step what the originals do per step (their training scripts):
   vdsm_stage1   bs 20, T 8, 64 px, Z 30, E 15: encoder on every frame, id_layers, reparameterised guide
                 samples, the MoE decoder looping over the batch (each sequence blends its own kernels, as the
                 original), Bernoulli pixel log-likelihood, the ID and z KL terms with their annealing factors,

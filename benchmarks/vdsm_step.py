@@ -2,7 +2,7 @@
 
     python benchmarks/vdsm_step.py --stage both --steps 5 --out runs/vdsm_step.json
 
-Configuration (issue 3): bs 20, seq_len T 8, 64x64x3 frames, z_dim 30, n_e_w 15, rnn 512 x 3 layers,
+Configuration (benchmarks/issue_configs.py): bs 20, seq_len T 8, 64x64x3 frames, z_dim 30, n_e_w 15, rnn 512 x 3 layers,
 dynamics_dim 50, one particle; every other setting is vdsm_jax.config_defaults' (stage 1: Trace_ELBO over
 the image encoder, id layers and MoE decoder, all trained; stage 2: the encoder and decoder frozen, the
 dynamics networks trained through the frozen decoder). Parameters are freshly initialised (stage 2 starts
@@ -14,7 +14,7 @@ What is measured, per stage: the train step is jitted exactly as train.py does (
 ending in ``block_until_ready`` on the new state and metrics. Reported: median and min wall seconds per
 step, median process CPU seconds per step (CPU/wall near the core count means the machine was ours), and
 the ratio of the median to the PyTorch original's step on the reference machine (5.8 s stage 1, 8.6 s
-stage 2; shared/reference/performance.md) next to issue 3's targets (0.30 and 0.10 of those), and with
+stage 2; benchmarks/README.md) next to the targets (0.30 and 0.10 of those), and with
 ``--torch_json`` (a benchmarks/torch_originals.py report from the same machine) the same-machine ratio,
 which is the like-for-like one (machines of one kind differ by 2x). The jit cache is
 checked after the timed steps: a recompilation per step would show up as more than one cache entry.
@@ -38,7 +38,7 @@ from benchmarks.common import add_host_memory_flag, apply_host_memory_flag, mach
 from benchmarks.issue_configs import VDSM_ISSUE_CONFIG as ISSUE_CONFIG  # noqa: E402 (imports no JAX)
 from benchmarks.torch_originals import add_torch_json_flag, load_torch_seconds, same_machine_fields  # noqa: E402
 
-# The original's seconds per step on the reference machine, and issue 3's target fraction of it.
+# The original's seconds per step on the reference machine, and the target fraction of it (benchmarks/README.md).
 TORCH_SECONDS = {1: 5.8, 2: 8.6}
 TARGET_FRACTION = {1: 0.30, 2: 0.10}
 

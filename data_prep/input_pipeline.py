@@ -1,8 +1,8 @@
 """Input pipeline: prepared TFDS datasets -> endless, seeded, per-epoch shuffled batches.
 
-    batches = make_batches("sprites", "train", "vdsm_stage1", {"seq_len": 16},
+    batches = make_batches("sprites", "train", "window", {"seq_len": 8},
                            batch_size=20, data_dir="data", seed=0)
-    batch = next(batches)   # {'video': float32 (20, 16, 64, 64, 3) in [0, 1], 'index': ..., labels ...}
+    batch = next(batches)   # {'video': float32 (20, 8, 64, 64, 3) in [0, 1], 'index': ..., labels ...}
 
 The pipeline is grain over the items of a sampler (record indices, or characters
 for the Sprites pair sampler):
@@ -10,13 +10,17 @@ for the Sprites pair sampler):
     MapDataset.source(items).seed(seed).shuffle().repeat(num_epochs)   # a new order every epoch
       .random_map(sampler)                                             # per-element rng: windows, pairs, flips
       .batch(B_local, drop_remainder=True, batch_fn=collate)           # stack; uint8 -> float32 / 255 once
+      [process_index::process_count]                                   # this process's rows of each global batch
       .to_iter_dataset(ReadOptions(threads, prefetch)) [.mp_prefetch(workers)]
 
-Everything random is a function of (seed, process_index, position in the stream), so
-the same seed gives the same batches whatever the thread or worker count. With
-several processes each one iterates a disjoint, equal-sized shard of the items and
-yields B / process_count examples per step; `vdcore.sharding.shard_batch` assembles
-the global batch.
+Everything random is a function of (seed, position in the stream), so the same seed gives
+the same batches whatever the thread, worker or process count. The stream of examples is
+one global sequence (a new permutation of all items every epoch); global batch k is its
+examples k·B .. (k+1)·B - 1, and with P processes process p reads only rows
+p·B/P .. (p+1)·B/P - 1 of each (`[p::P]` over the B/P-example batches, evaluated lazily,
+so no process touches another's examples). Within an epoch every item is therefore read
+exactly once by exactly one process, and a run over P processes sees the same global
+batches as one over a single process; `vdcore.sharding.shard_batch` assembles them.
 """
 
 from __future__ import annotations
@@ -30,11 +34,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import flags
 
+from data_prep.batch_split import check_divisible
 from data_prep.builders import get_builder
 from data_prep.builders.base import VideoBuilderConfig, VideoDatasetBuilder
 from data_prep.errors import DatasetNotBuiltError as DatasetNotBuiltError  # re-exported
 from data_prep.samplers import Sampler, SplitSource, make_sampler
-from vdcore.sharding import check_divisible
 
 PROCEDURAL_DATASETS = ("moving_mnist", "pendulum")
 # The flag `python -m data_prep.build` needs to find each manual dataset's files.
@@ -150,29 +154,19 @@ def ordered_clips(
         yield collate([sampler(int(i), rng) for i in order[start : start + batch_size]])
 
 
-def shard_items(num_items: int, process_index: int, process_count: int) -> np.ndarray:
-    """This process's items: a contiguous block of num_items // process_count (the remainder is left out)."""
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index must be in [0, {process_count}), got {process_index}")
-    per_process = num_items // process_count
-    if per_process == 0:
-        raise ValueError(f"{num_items} items cannot be shared by {process_count} processes")
-    return np.arange(process_index * per_process, (process_index + 1) * per_process, dtype=np.int64)
-
-
-def process_seed(seed: int, process_index: int) -> int:
-    """Independent shuffle/sampling seed of each process, derived from the run seed."""
-    return int(np.random.SeedSequence([seed, process_index]).generate_state(1, np.uint32)[0])
+def stream_seed(seed: int) -> int:
+    """The shuffle/sampling seed of a run's example stream, derived from the run seed (the same in every process)."""
+    return int(np.random.SeedSequence([seed, 0]).generate_state(1, np.uint32)[0])
 
 
 class Batches(Iterator[dict[str, np.ndarray]]):
     """Iterator of batches plus what the training loop needs to know about them.
 
     batch_size: global batch size; local_batch_size: examples per step from this process.
-    num_items: items (records or groups) this process iterates per epoch.
-    steps_per_epoch: num_items // local_batch_size (batches run across epoch boundaries).
-    items_left_out: items of the split no process visits (num_items % process_count).
-    get_state() / set_state(): grain iterator state, for resuming exactly where a run stopped.
+    num_items: items (records or groups) of one epoch, over all processes.
+    steps_per_epoch: num_items // batch_size (batches run across epoch boundaries).
+    get_state() / set_state(): grain iterator state (the number of global batches read, the same in every
+    process), for resuming exactly where a run stopped, with the same or another number of processes.
     """
 
     def __init__(
@@ -182,15 +176,13 @@ class Batches(Iterator[dict[str, np.ndarray]]):
         batch_size: int,
         local_batch_size: int,
         num_items: int,
-        items_left_out: int,
     ):
         self.dataset = dataset
         self.sampler = sampler
         self.batch_size = batch_size
         self.local_batch_size = local_batch_size
         self.num_items = num_items
-        self.items_left_out = items_left_out
-        self.steps_per_epoch = num_items // local_batch_size
+        self.steps_per_epoch = num_items // batch_size
         self._iterator = iter(dataset)
 
     def __next__(self) -> dict[str, np.ndarray]:
@@ -225,13 +217,14 @@ def make_batches(
 
     dataset: a registered dataset name (opened in `data_dir` with `config`; it must be built),
         a prepared builder, or a SplitSource.
-    sampler, sampler_args: see data_prep.samplers.make_sampler (e.g. 'vdsm_stage1', {'seq_len': 16}).
+    sampler, sampler_args: see data_prep.samplers.make_sampler (e.g. 'window', {'seq_len': 16}).
     batch_size: global batch size B; must divide over `num_devices` (default: jax.device_count())
         and over `process_count`; checked here, before any data is read.
     Each batch: 'video' float32 (B/process_count, T, H, W, C) in [0, 1], 'index' (record indices),
     'frame_index', and the stacked labels (leading axis B/process_count); see the samplers.
-    Deterministic given (seed, process_index); reshuffled every epoch; the last incomplete batch of
-    a finite run is dropped.
+    Deterministic given the seed; process p of P gets rows p·B/P .. (p+1)·B/P - 1 of each global batch
+    (see the module docstring); reshuffled every epoch; the last incomplete global batch of a finite run
+    is dropped.
     read_threads / prefetch: threads computing batches and batches buffered ahead (grain ReadOptions;
     0 threads: batches are computed on demand in the caller's thread); worker_count > 0 moves that work
     into worker processes (grain mp_prefetch, `prefetch` batches buffered per worker). Every setting
@@ -244,6 +237,8 @@ def make_batches(
     check_divisible(batch_size, num_devices)
     if batch_size % process_count:
         raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} processes")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index must be in [0, {process_count}), got {process_index}")
     if num_epochs is not None and num_epochs < 1:
         raise ValueError(f"num_epochs must be >= 1 or None (endless), got {num_epochs}")
     if min(read_threads, prefetch, worker_count) < 0:
@@ -259,15 +254,16 @@ def make_batches(
     data = dataset if isinstance(dataset, SplitSource) else split_source(dataset, split)
     item_sampler = make_sampler(sampler, data, **dict(sampler_args or {}))
 
-    items = shard_items(item_sampler.num_items, process_index, process_count)
-    pipeline = (
-        grain.MapDataset.source(items)
-        .seed(process_seed(seed, process_index))
+    batched = (
+        grain.MapDataset.source(np.arange(item_sampler.num_items, dtype=np.int64))
+        .seed(stream_seed(seed))
         .shuffle()
         .repeat(num_epochs)
         .random_map(item_sampler)
         .batch(local_batch_size, drop_remainder=True, batch_fn=collate)
     )
+    whole_global_batches = len(batched) // process_count * process_count
+    pipeline = batched[:whole_global_batches][process_index::process_count]
     iterable = pipeline.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
     if worker_count > 0:
         # grain reads absl flags in its workers; outside absl.app nothing has parsed them.
@@ -276,5 +272,4 @@ def make_batches(
         iterable = iterable.mp_prefetch(
             grain.MultiprocessingOptions(num_workers=worker_count, per_worker_buffer_size=max(1, prefetch))
         )
-    left_out = item_sampler.num_items - len(items) * process_count
-    return Batches(iterable, item_sampler, batch_size, local_batch_size, len(items), left_out)
+    return Batches(iterable, item_sampler, batch_size, local_batch_size, item_sampler.num_items)

@@ -4,8 +4,8 @@ A sampler is a callable `sampler(item, rng) -> example` with a `num_items`
 attribute. The input pipeline iterates over `range(num_items)` (shuffled per
 epoch) and calls the sampler with a per-element `np.random.Generator`, so every
 random choice (window start, frames, pairing, flip) is reproducible from the
-pipeline seed. For most samplers an item is a record index; the VDSM stage-1
-Sprites sampler iterates over characters instead.
+pipeline seed. For most samplers an item is a record index; the pair sampler
+iterates over groups (e.g. Sprites characters) instead.
 
 Every example is a dict of numpy arrays:
 - `video`: uint8 (T, H, W, C), frames as stored (grayscale keeps C=1). The
@@ -225,7 +225,7 @@ class PairSampler:
 
 
 class FourFrameSampler:
-    """DRNet stage 1: frames (x_c1, x_c2, x_p1, x_p2) of one clip, all within a window of `max_step` frames.
+    """Frames (x_c1, x_c2, x_p1, x_p2) of one clip, all within a window of `max_step` frames.
 
     frame_selection='first4': frames 0..3 of a random max_step-frame window (the original
     Moving MNIST recipe: a fresh max_step-frame sequence, its first four frames; for a
@@ -267,48 +267,26 @@ def _prefix(data: SplitSource, seq_len: int) -> WindowSampler:
     return WindowSampler(data, seq_len=seq_len, from_start=True)
 
 
-def _vdsm_stage1(data: SplitSource, seq_len: int, flip_prob: float = 0.5) -> Sampler:
-    if data.name == "sprites":
-        return PairSampler(data, group_by="character", distinct_by="action", seq_len=seq_len)
-    if data.name == "mug_fed":
-        return WindowSampler(data, seq_len=seq_len, flip_prob=flip_prob)
-    return WindowSampler(data, seq_len=seq_len)
-
-
-def _vdsm_stage2(data: SplitSource, seq_len: int) -> WindowSampler:
-    return WindowSampler(data, seq_len=seq_len)
-
-
-def _drnet_stage1(data: SplitSource, max_step: int = 20, frame_selection: str = "first4") -> FourFrameSampler:
+def _four_frames(data: SplitSource, max_step: int = 20, frame_selection: str = "first4") -> FourFrameSampler:
     return FourFrameSampler(data, max_step=max_step, frame_selection=frame_selection)
-
-
-def _drnet_stage2(data: SplitSource, n_past: int = 10, n_future: int = 10) -> WindowSampler:
-    return WindowSampler(data, seq_len=n_past + n_future)
 
 
 def _pair(data: SplitSource, group_by: str, distinct_by: str, seq_len: int | None = None) -> PairSampler:
     return PairSampler(data, group_by=group_by, distinct_by=distinct_by, seq_len=seq_len)
 
 
+# Named by what they sample; which model stage trains on which sampler is each model's choice (its `data` module).
 SAMPLERS: dict[str, Callable[..., Sampler]] = {
     "window": _window,
     "prefix": _prefix,
     "pair": _pair,
-    "vdsm_stage1": _vdsm_stage1,
-    "vdsm_stage2": _vdsm_stage2,
-    "drnet_stage1": _drnet_stage1,
-    "drnet_stage2": _drnet_stage2,
+    "four_frames": _four_frames,
 }
 SAMPLERS_DOC = {
-    "window": "seq_len, flip_prob=0 -> (seq_len, H, W, C) random contiguous window",
+    "window": "seq_len, flip_prob=0 -> (seq_len, H, W, C) random contiguous window, mirrored with prob flip_prob",
     "prefix": "seq_len -> (seq_len, H, W, C): the clip's first seq_len frames",
     "pair": "group_by, distinct_by, seq_len=None -> two clips of one group, different distinct_by, concatenated",
-    "vdsm_stage1": "seq_len -> sprites: two actions of one character (16 frames); mug_fed: window + flip p=0.5; "
-    "others: window",
-    "vdsm_stage2": "seq_len -> window (no flip)",
-    "drnet_stage1": "max_step=20, frame_selection='first4'|'random' -> (4, H, W, C): c1, c2, p1, p2",
-    "drnet_stage2": "n_past=10, n_future=10 -> window of n_past + n_future frames",
+    "four_frames": "max_step=20, frame_selection='first4'|'random' -> (4, H, W, C): c1, c2, p1, p2",
 }
 
 

@@ -1,4 +1,4 @@
-"""DRNet's objectives (shared/reference/drnet.md, "Training"), as pure functions of explicit variables.
+"""DRNet's objectives (the original's train_drnet.py, github.com/edenton/drnet-py), as pure functions of explicit variables.
 
 Reductions follow torch's defaults: `nn.MSELoss` is the mean over every element,
 `nn.BCELoss` the mean over the batch. The BCE is computed from the discriminator's

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from drnet_jax.networks import ContentEncoder, Decoder, PoseEncoder, PoseLSTM, SceneDiscriminator
+from vdcore.conv import resolve_impl
 
 Params = dict[str, Any]
 BatchStats = dict[str, Any]
@@ -47,11 +48,11 @@ class DRNetModules:
     sd_nf: int
     rnn_size: int
     rnn_layers: int
-    conv_impl: str | None
+    conv_impl: str
 
     @classmethod
     def from_config(cls, config: Any) -> DRNetModules:
-        impl = None if config.conv_impl in (None, "", "auto") else config.conv_impl
+        impl = resolve_impl(config.conv_impl)  # decided once, from the backend, for every layer
         return cls(
             content_model=config.content_model,
             pose_model=config.pose_model,
@@ -160,7 +161,7 @@ class DRNetModules:
 
         One frame index at a time (``lax.map``), in either mode: the convolutions' im2col patches of B frames
         stay small (those of all B·T frames at once run to gigabytes at the stage-2 benchmark size, and writing
-        them made the encoder 2-3x slower on CPU), and memory does not grow with T.
+        them slows the encoder down on CPU; benchmarks/README.md), and memory does not grow with T.
         """
         encode = lambda frames: self.encode_pose(params, batch_stats, frames, train)[0]
         return jnp.swapaxes(jax.lax.map(encode, jnp.swapaxes(videos, 0, 1)), 0, 1)

@@ -1,4 +1,4 @@
-"""DRNet's networks as Flax modules (wiring: shared/reference/drnet.md, "Networks").
+"""DRNet's networks as Flax modules (wiring: original DRNet (Denton & Birodkar, NeurIPS 2017; github.com/edenton/drnet-py), models/).
 
 Shapes: frames are NHWC ``(B, S, S, nc)`` in [0, 1] with ``S = image_size`` in {64, 128};
 content vectors ``(B, content_dim)``, pose vectors ``(B, pose_dim)``. nf = 64.

@@ -26,18 +26,11 @@ import numpy as np
 from drnet_jax.api import DRNet
 from drnet_jax.models import DRNetModules
 from drnet_jax.state import variables
-from vdcore import images, training
+from vdcore import images
 from vdcore.files import write_npz
 from vdcore.training import TestSet
 
 MAX_GRID_COLUMNS = 20
-
-
-def load_test_set(config: ml_collections.ConfigDict) -> TestSet:
-    """The fixed test clips: max_step frames (stage 1) or n_past + n_future frames (stage 2)."""
-    if config.stage == 1:
-        return training.load_test_set(config, "window", {"seq_len": config.max_step})
-    return training.load_test_set(config, "drnet_stage2", {"n_past": config.n_past, "n_future": config.n_future})
 
 
 def analogy_grid(content_frames: np.ndarray, pose_frames: np.ndarray, analogies: np.ndarray) -> np.ndarray:

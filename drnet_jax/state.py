@@ -134,15 +134,20 @@ def abstract_state(config: ml_collections.ConfigDict, modules: DRNetModules) -> 
 
 
 def restore_state(
-    config: ml_collections.ConfigDict, modules: DRNetModules, path: str | os.PathLike, step: int | None = None
+    config: ml_collections.ConfigDict,
+    modules: DRNetModules,
+    path: str | os.PathLike,
+    step: int | None = None,
+    sharding: jax.sharding.Sharding | None = None,
 ) -> tuple[Stage1State | TrainState, dict]:
-    """Load a checkpoint written for config's stage and shapes; errors name mismatching keys."""
+    """Load a checkpoint written for config's stage and shapes (laid out as `sharding` when given, e.g.
+    replicated over a training mesh); errors name mismatching keys."""
     meta = read_meta(path, step)
     if meta.get("stage") != config.stage:
         raise ValueError(
             f"{path}: checkpoint is from stage {meta.get('stage')}, the config asks for stage {config.stage}"
         )
-    return open_checkpoints(path).restore(abstract_state(config, modules), step)
+    return open_checkpoints(path).restore(abstract_state(config, modules), step, sharding)
 
 
 def load_stage1_variables(config: ml_collections.ConfigDict) -> tuple[Params, BatchStats]:

@@ -6,15 +6,14 @@ Stage 1, one training step = two pure functions of (state, videos (B, 4, S, S, n
   `main_update`: one optimiser step on EC, EP, D with C as just updated.
 Stage 2: `lstm_update` of (state, videos (B, n_past + n_future, S, S, nc)).
 Each update is skipped (parameters, optimiser state and BatchNorm averages unchanged, the
-skip counted) when its loss or a gradient is not finite. Data parallelism: the state is
-replicated and the batch sharded along the mesh axis 'data'; jit partitions every update
+skip counted) when its loss or a gradient is not finite. vdcore.loop runs them: the state
+is replicated and the batch sharded along the mesh axis 'data'; jit partitions every update
 over all devices, and BatchNorm's batch statistics are those of the whole global batch.
 """
 
 from __future__ import annotations
 
-import math
-import os
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,12 +21,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from absl import logging
-from tqdm import tqdm
 
-from data_prep.input_pipeline import Batches, ensure_built
-from drnet_jax import losses
+from data_prep.input_pipeline import Batches
+from drnet_jax import losses, outputs
 from drnet_jax.config_defaults import check_config, stage_config
+from drnet_jax.data import picture_sampler, train_sampler
 from drnet_jax.models import DRNetModules
 from drnet_jax.state import (
     Stage1State,
@@ -37,10 +35,7 @@ from drnet_jax.state import (
     restore_state,
     state_meta,
 )
-from vdcore import preemption, training
-from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
-from vdcore.metrics_log import MetricsLogger
-from vdcore.sharding import check_divisible, data_mesh, replicated_sharding, shard_batch
+from vdcore import loop, training
 from vdcore.train_state import TrainState, apply_gradients_if_finite
 
 Step = Callable[[Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
@@ -149,14 +144,8 @@ def make_train_step(config: ml_collections.ConfigDict, modules: DRNetModules) ->
     return make_lstm_update(modules, tx, int(config.n_past), bool(config.frozen_bn_train_mode))
 
 
-def sampler_args(config: ml_collections.ConfigDict) -> tuple[str, dict[str, Any]]:
-    if config.stage == 1:
-        return "drnet_stage1", {"max_step": config.max_step, "frame_selection": config.frame_selection}
-    return "drnet_stage2", {"n_past": config.n_past, "n_future": config.n_future}
-
-
 def make_train_batches(config: ml_collections.ConfigDict, num_devices: int) -> Batches:
-    return training.make_train_batches(config, *sampler_args(config), config.batch_size, num_devices)
+    return training.make_train_batches(config, *train_sampler(config), config.batch_size, num_devices)
 
 
 def _epoch_line(stage: int, epoch: int, means: dict[str, float]) -> str:
@@ -171,110 +160,42 @@ def _epoch_line(stage: int, epoch: int, means: dict[str, float]) -> str:
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str, stop_after_steps: int | None = None
 ) -> dict[str, Any]:
-    """Train one stage (config.stage 1 or 2) in `workdir`, resuming from its newest checkpoint.
+    """Train one stage (config.stage 1 or 2) in `workdir` with vdcore.loop, resuming from its newest checkpoint.
 
     stop_after_steps: end this call's work after that many steps without a final checkpoint (simulates a
-    pre-emption; used by the tests). Per-epoch means cover the steps this process ran of the epoch.
+    pre-emption; used by the tests). Per-epoch means cover the finite steps this call ran of the epoch.
     Returns a summary dict (also written as `<workdir>/summary.json`).
     """
-    from drnet_jax import outputs  # pictures need the trained model only at test intervals
-
     config = stage_config(config, config.stage)
     check_config(config)
-    check_divisible(config.batch_size, jax.device_count(), "config.batch_size")  # before the data is built
-    if config.debug_nans:
-        jax.config.update("jax_debug_nans", True)
-    os.makedirs(workdir, exist_ok=True)
-    ensure_built(config.dataset, config.data_dir, config.dataset_config, config.manual_dir or None)
-
     modules = DRNetModules.from_config(config)
-    mesh = data_mesh()
-    checkpoints = Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR), max_to_keep=config.keep_checkpoints)
-    batches = make_train_batches(config, mesh.size)
 
     def init():
         stage1 = load_stage1_variables(config) if config.stage == 2 else None
         return init_state(config, modules, jax.random.key(config.seed), stage1)
 
-    state, _ = training.restore_or_init(checkpoints, batches, lambda: restore_state(config, modules, workdir), init)
-    state = jax.device_put(state, replicated_sharding(mesh))
+    def write_outputs(state: Any, test_set: training.TestSet, epoch: int) -> None:
+        outputs.write_all(config, modules, state, test_set, workdir, epoch)
 
-    train_step = jax.jit(make_train_step(config, modules), donate_argnums=0)
-    logger = MetricsLogger(workdir)
-    total_steps = config.niter * config.epoch_size
-    clock = training.EpochClock(config.epoch_size, total_steps, config.model_save_interval, config.model_test_interval)
-    start_step = int(state.step)
-    summary: dict[str, Any] = {"stage": config.stage, "workdir": os.path.abspath(workdir), "start_step": start_step}
-    test_set = outputs.load_test_set(config) if jax.process_index() == 0 and config.model_test_interval > 0 else None
-
-    epoch_keys = EPOCH_METRICS[config.stage]
-    epoch_sums = dict.fromkeys(epoch_keys, 0.0)
-    epoch_count = 0
-    epoch_means: dict[str, float] = {}
-    progress = None
-    rate = training.StepRate()
-    metrics: dict[str, float] = {}
-    with preemption.stop_on_signals() as stop:
-        for step in range(start_step, total_steps):
-            if stop_after_steps is not None and step - start_step >= stop_after_steps:
-                break
-            if progress is None:
-                progress = tqdm(
-                    total=config.epoch_size,
-                    initial=step % config.epoch_size,
-                    desc=f"DRNet stage {config.stage} epoch {step // config.epoch_size}",
-                    unit="step",
-                )
-            videos = shard_batch({"video": next(batches)["video"]}, mesh)["video"]
-            state, step_metrics = train_step(state, videos)
-            metrics = training.host_scalars(step_metrics)
-            rate.tick()
-            progress.update(1)
-            progress.set_postfix({k: f"{metrics[k]:.4g}" for k in epoch_keys[:3]})
-            if metrics["finite"]:
-                epoch_count += 1
-                for key in epoch_keys:
-                    epoch_sums[key] += metrics[key]
-
-            epoch_done, epoch_number, save_due, test_due = clock.after(step)
-            scalars: dict[str, float] = {}
-            if (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps:
-                scalars.update({k: v for k, v in metrics.items() if not k.endswith("finite")})
-                scalars.update(
-                    skipped_steps=int(state.nonfinite_total),
-                    steps_per_second=rate.rate(),
-                    epoch=(step + 1) / config.epoch_size,
-                )
-            if epoch_done:
-                epoch_means = {k: v / epoch_count if epoch_count else math.nan for k, v in epoch_sums.items()}
-                scalars.update({f"epoch/{k}": v for k, v in epoch_means.items()})
-                logging.info(_epoch_line(config.stage, epoch_number - 1, epoch_means))
-                epoch_sums, epoch_count = dict.fromkeys(epoch_keys, 0.0), 0
-            if scalars:
-                logger.write(step + 1, scalars)
-
-            if not metrics["finite"]:
-                training.raise_if_too_many_nonfinite(
-                    step,
-                    int(state.nonfinite_consecutive),
-                    config.max_consecutive_nonfinite,
-                    checkpoints,
-                    "resume with a smaller config.lr",
-                    progress,
-                )
-            if epoch_done or step + 1 == total_steps:
-                progress.close()
-                progress = None
-            meta = lambda: state_meta(config, step + 1, batches.get_state())  # noqa: E731, B023 - called at once
-            if training.save_or_stop(checkpoints, stop, save_due, step, state, meta, summary):
-                break
-            if test_set is not None and test_due:
-                logger.plot(PLOTTED[config.stage], title=f"DRNet stage {config.stage}")
-                outputs.write_all(config, modules, jax.device_get(state), test_set, workdir, epoch_number)
-    if progress is not None:
-        progress.close()
-    logger.close()
-    return training.finish_summary(workdir, summary, state, metrics, checkpoints, last_epoch_means=epoch_means)
+    model = loop.Model(
+        name=f"DRNet stage {config.stage}",
+        batch_field="batch_size",
+        make_batches=lambda num_devices: make_train_batches(config, num_devices),
+        init_state=init,
+        restore_state=lambda sharding: restore_state(config, modules, workdir, sharding=sharding),
+        train_step=make_train_step(config, modules),
+        state_meta=lambda step, data_state: state_meta(config, step, data_state),
+        steps_per_epoch=config.epoch_size,
+        total_steps=config.niter * config.epoch_size,
+        remedy="resume with a smaller config.lr",
+        epoch_metrics=EPOCH_METRICS[config.stage],
+        describe_epoch=functools.partial(_epoch_line, config.stage),
+        write_outputs=write_outputs,
+        picture_sampler=picture_sampler(config),
+        plotted=PLOTTED[config.stage],
+        plot_title=f"DRNet stage {config.stage}",
+    )
+    return loop.run(config, workdir, model, stop_after_steps)
 
 
 def train_both_stages(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

@@ -28,7 +28,6 @@ import pytest
 from conftest import REPO_ROOT, load_config_file
 
 from data_prep import build as build_cli
-from data_prep import preview as preview_cli
 from drnet_jax import DRNet
 from drnet_jax import config_defaults as drnet_defaults
 from drnet_jax.models import DRNetModules
@@ -43,6 +42,7 @@ from vdcore.checkpoint import (
     RunExistsError,
 )
 from vdcore.torch_checkpoint import TorchCheckpointError
+from vdeval import preview as preview_cli
 from vdsm_jax import VDSM
 from vdsm_jax import config_defaults as vdsm_defaults
 from vdsm_jax.models import VDSMModules
@@ -109,7 +109,7 @@ def _assert_names(message: str, expected: list[str]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Data builders: python -m data_prep.build / python -m data_prep.preview (argparse mains, in-process).
+# Data builders: python -m data_prep.build / python -m vdeval.preview (argparse mains, in-process).
 # ----------------------------------------------------------------------------------------------------------------------
 
 BUILD_CASES = {
@@ -196,7 +196,7 @@ PREVIEW_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(PREVIEW_CASES))
-def test_data_prep_preview(case, files, tiny_moving_mnist, capsys):
+def test_preview(case, files, tiny_moving_mnist, capsys):
     argv, status, expected = PREVIEW_CASES[case]
     code, err = _run_main(preview_cli.main, argv(files, tiny_moving_mnist), capsys)
     assert code == status and "Traceback" not in err

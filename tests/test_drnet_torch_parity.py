@@ -1,6 +1,6 @@
 """DRNet authors' PyTorch checkpoints -> drnet_jax: numerical parity of every network, errors, the convert CLI.
 
-The torch networks are tests/torch_reference_drnet.py (written from shared/reference/drnet.md), seeded with
+The torch networks are tests/torch_reference_drnet.py (written from the original, github.com/edenton/drnet-py), seeded with
 every bias and BatchNorm running average made non-trivial, saved as the authors' files are (whole pickled
 modules, legacy and zip formats), read back through drnet_jax.torch_import (no torch there) and compared at
 1e-4 absolute: BatchNorm in train mode (batch statistics, and the updated running averages) and eval mode.

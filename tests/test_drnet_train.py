@@ -13,27 +13,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import REPO_ROOT, load_config_file
-from tests_helpers import poison_train_batches
+from tests_helpers import metrics_rows, poison_train_batches, read_event_scalars
 
 from drnet_jax import train as drnet_train
 from drnet_jax.config_defaults import stage_config
 from drnet_jax.models import DRNetModules
 from drnet_jax.state import Stage1State, init_state
 from vdcore.checkpoint import Checkpointer
-from vdcore.tensorboard import read_scalars
 from vdcore.train_state import NonFiniteTrainingError
 
 LOSS_KEYS = {1: ("loss", "rec_loss", "sim_loss", "sd_loss", "disc_bce", "disc_acc"), 2: ("loss", "mse")}
-
-
-def _rows(workdir) -> dict[int, dict]:
-    """Metrics per logged step; a step logged twice (before and after a resume) keeps its last row."""
-    rows = {}
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        for line in f:
-            row = json.loads(line)
-            rows[row["step"]] = row
-    return rows
 
 
 def _tiny(data_dir, stage="stage1", **overrides):
@@ -67,7 +56,7 @@ def test_resume_reproduces_the_next_losses_exactly(stage, tmp_path, tiny_moving_
     resumed = drnet_train.train_and_evaluate(config, str(interrupted))
     assert resumed["start_step"] == 2 and resumed["final_step"] == 6
 
-    expected, got = _rows(full), _rows(interrupted)
+    expected, got = metrics_rows(full), metrics_rows(interrupted)
     assert sorted(got) == list(range(1, 7))
     for step in range(3, 7):
         for key in LOSS_KEYS[stage]:
@@ -132,7 +121,7 @@ def test_cli_run_writes_checkpoints_pictures_and_metrics(trained_drnet_run):
         rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
         assert set(LOSS_KEYS[stage]) | {"skipped_steps", "steps_per_second"} <= set(rows[-1])
         (event_file,) = os.listdir(workdir / "tensorboard")
-        tags = {tag for _, tag, _ in read_scalars(workdir / "tensorboard" / event_file)}
+        tags = {tag for _, tag, _ in read_event_scalars(workdir / "tensorboard" / event_file)}
         assert set(LOSS_KEYS[stage]) <= tags
         assert iio.imread(workdir / "loss_curves.png").ndim == 3
 

@@ -118,8 +118,13 @@ def test_window_batches_shapes_labels_and_content(clips):
     np.testing.assert_array_equal(pixels[..., 1], np.repeat(batch["clip"][:, None], 6, axis=1))
 
 
+def _character_pairs(sprites):
+    pairs = {"group_by": "character", "distinct_by": "action", "seq_len": 16}
+    return make_batches(sprites, "train", "pair", pairs, batch_size=3, num_devices=1, seed=4)
+
+
 def test_sprites_stage1_pairs_iterate_characters(sprites):
-    batches = make_batches(sprites, "train", "vdsm_stage1", {"seq_len": 16}, batch_size=3, num_devices=1, seed=4)
+    batches = _character_pairs(sprites)
     assert batches.num_items == 6  # characters, not records
     labels = batches.sampler.data.labels()
     for batch in take(batches, 4):
@@ -132,19 +137,12 @@ def test_sprites_stage1_pairs_iterate_characters(sprites):
         codes = np.rint(batch["video"][:, [0, 8], 0, 2, :2] * 255).astype(int)  # (B, half, [character, action])
         np.testing.assert_array_equal(codes[..., 0], batch["character"])
         np.testing.assert_array_equal(codes[..., 1], batch["action"])
-    epoch = np.concatenate(
-        [
-            b["character"][:, 0]
-            for b in take(
-                make_batches(sprites, "train", "vdsm_stage1", {"seq_len": 16}, batch_size=3, num_devices=1, seed=4), 2
-            )
-        ]
-    )
+    epoch = np.concatenate([b["character"][:, 0] for b in take(_character_pairs(sprites), 2)])
     assert sorted(epoch.tolist()) == list(range(6))  # one epoch visits every character once
 
 
 def test_sprites_stage2_windows(sprites):
-    batch = next(make_batches(sprites, "test", "vdsm_stage2", {"seq_len": 8}, batch_size=2, num_devices=1))
+    batch = next(make_batches(sprites, "test", "window", {"seq_len": 8}, batch_size=2, num_devices=1))
     check_video(batch, (2, 8, SIZE, SIZE, 3))
     assert batch["character"].shape == (2,) and set(batch["character"].tolist()) <= {6, 7}
 
@@ -153,7 +151,7 @@ def test_drnet_stage1_first4_on_moving_mnist(mnist_dir):
     batches = make_batches(
         "moving_mnist",
         "train",
-        "drnet_stage1",
+        "four_frames",
         {"max_step": 20},
         batch_size=4,
         data_dir=mnist_dir,
@@ -172,15 +170,13 @@ def test_drnet_stage1_first4_on_moving_mnist(mnist_dir):
 def test_drnet_stage1_random_and_stage2_on_variable_length(clips):
     batch = next(
         make_batches(
-            clips, "train", "drnet_stage1", {"max_step": 6, "frame_selection": "random"}, batch_size=6, num_devices=1
+            clips, "train", "four_frames", {"max_step": 6, "frame_selection": "random"}, batch_size=6, num_devices=1
         )
     )
     check_video(batch, (6, 4, SIZE, SIZE, 1))
     frames = batch["frame_index"]
     assert (frames.max(1) - frames.min(1) < 6).all() and all(len(set(f)) == 4 for f in frames.tolist())
-    batch = next(
-        make_batches(clips, "train", "drnet_stage2", {"n_past": 2, "n_future": 4}, batch_size=6, num_devices=1)
-    )
+    batch = next(make_batches(clips, "train", "window", {"seq_len": 6}, batch_size=6, num_devices=1))
     check_video(batch, (6, 6, SIZE, SIZE, 1))
 
 
@@ -226,27 +222,22 @@ def test_worker_processes_give_the_same_batches(clips):
         np.testing.assert_array_equal(a["index"], b["index"])
 
 
-def test_processes_get_disjoint_shards(clips):
-    shards = []
-    for process in range(3):
-        batches = make_batches(
-            clips,
-            "train",
-            "window",
-            {"seq_len": 6},
-            batch_size=6,
-            num_devices=3,
-            process_index=process,
-            process_count=3,
-        )
-        assert batches.local_batch_size == 2 and batches.num_items == 4 and batches.items_left_out == 0
-        shards.append(set(np.concatenate([b["index"] for b in take(batches, 2)]).tolist()))
-        assert len(shards[-1]) == 4  # one epoch of this process: its 4 records
-    assert set.union(*shards) == set(range(12)) and sum(len(s) for s in shards) == 12
-    batches = make_batches(
-        clips, "train", "window", {"seq_len": 6}, batch_size=10, num_devices=1, process_index=4, process_count=5
-    )
-    assert batches.num_items == 2 and batches.items_left_out == 2
+def test_processes_read_disjoint_rows_of_the_same_global_batches(clips):
+    args = dict(sampler="window", sampler_args={"seq_len": 6}, batch_size=6, seed=3)
+    single = take(make_batches(clips, "train", num_devices=1, **args), 4)
+    per_process = [
+        take(make_batches(clips, "train", num_devices=3, process_index=p, process_count=3, **args), 4) for p in range(3)
+    ]
+    for step, whole in enumerate(single):
+        rows = [per_process[p][step] for p in range(3)]
+        assert all(len(r["index"]) == 2 for r in rows)
+        np.testing.assert_array_equal(np.concatenate([r["index"] for r in rows]), whole["index"])
+        np.testing.assert_array_equal(np.concatenate([r["video"] for r in rows]), whole["video"])
+    for epoch in (slice(0, 2), slice(2, 4)):  # 12 records, 6 per global batch: each epoch reads each once
+        read = np.concatenate([b["index"] for p in range(3) for b in per_process[p][epoch]])
+        assert sorted(read.tolist()) == list(range(12))
+    with pytest.raises(ValueError, match=r"process_index must be in \[0, 5\), got 5"):
+        make_batches(clips, "train", num_devices=1, process_index=5, process_count=5, batch_size=10)
 
 
 def test_batch_not_divisible_by_devices_fails_before_reading(tmp_path):

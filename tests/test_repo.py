@@ -43,3 +43,55 @@ def test_every_config_file_names_a_defined_dataset_config():
         config = load_config_file(path)
         defined = {c.name for c in builder_class(config.dataset).BUILDER_CONFIGS}
         assert config.dataset_config in defined, (path, config.dataset, config.dataset_config, sorted(defined))
+
+
+# Lower layers never import higher ones: the data layer knows nothing of training, the shared package nothing of
+# evaluation or the models, and evaluation nothing of the models (the models call it). The two models are peers.
+LAYERS = {"data_prep": 0, "vdcore": 1, "vdeval": 2, "vdsm_jax": 3, "drnet_jax": 3}
+
+
+def _project_imports() -> dict[str, set[str]]:
+    """{module: the project modules it imports anywhere in its source (function-level imports included)}."""
+    import ast
+
+    modules = {}
+    for package in LAYERS:
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                candidates = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                candidates = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+            else:
+                continue
+            for candidate in candidates:
+                while candidate and candidate not in modules:
+                    candidate = candidate.rpartition(".")[0]
+                if candidate and candidate != name:
+                    imported.add(candidate)
+        graph[name] = imported
+    return graph
+
+
+def test_layers_only_import_downwards_and_models_not_each_other():
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in _project_imports().items()
+        for target in targets
+        if (low := module.split(".")[0]) != (high := target.split(".")[0]) and LAYERS[high] >= LAYERS[low]
+    ]
+    assert not wrong, wrong
+
+
+def test_no_import_cycles():
+    import graphlib
+
+    graph = _project_imports()
+    # A package's __init__ importing its own submodules lazily is how it offers its API, not a cycle between layers.
+    edges = {m: {t for t in ts if not (graph.get(t) is not None and m.startswith(t + "."))} for m, ts in graph.items()}
+    graphlib.TopologicalSorter(edges).prepare()  # raises CycleError naming the cycle

@@ -69,9 +69,9 @@ def test_window_short_clip_error_names_split_index_and_lengths():
         sampler(2, rng())
 
 
-def test_mug_stage1_flips_half_the_time_stage2_never():
+def test_window_flips_with_flip_prob_and_never_without():
     data = clips_source([10, 10], name="mug_fed")
-    stage1 = make_sampler("vdsm_stage1", data, seq_len=4)
+    stage1 = make_sampler("window", data, seq_len=4, flip_prob=0.5)
     flips = []
     for seed in range(200):
         example = stage1(0, rng(seed))
@@ -80,19 +80,13 @@ def test_mug_stage1_flips_half_the_time_stage2_never():
         np.testing.assert_array_equal(example["video"], expected)
         flips.append(bool(example["flipped"]))
     assert 70 < sum(flips) < 130
-    stage2 = make_sampler("vdsm_stage2", data, seq_len=4)(0, rng())
+    stage2 = make_sampler("window", data, seq_len=4)(0, rng())
     assert "flipped" not in stage2 and stage2["video"].shape == (4, SIZE, SIZE, 1)
-
-
-def test_vdsm_stage1_on_other_datasets_is_a_plain_window():
-    sampler = make_sampler("vdsm_stage1", clips_source([16, 20], name="moving_mnist"), seq_len=16)
-    assert isinstance(sampler, WindowSampler) and sampler.flip_prob == 0
-    assert sampler(0, rng())["video"].shape == (16, SIZE, SIZE, 1)
 
 
 def test_sprites_pairs_same_character_different_actions():
     data = sprites_source(characters=4, actions=3)
-    sampler = make_sampler("vdsm_stage1", data, seq_len=16)
+    sampler = make_sampler("pair", data, group_by="character", distinct_by="action", seq_len=16)
     assert isinstance(sampler, PairSampler) and sampler.num_items == 4
     seen_pairs = set()
     for seed in range(60):
@@ -113,18 +107,18 @@ def test_sprites_pairs_same_character_different_actions():
 
 def test_pair_sampler_errors():
     with pytest.raises(DataError, match=r"sprites split 'train'.*seq_len=8"):
-        make_sampler("vdsm_stage1", sprites_source(), seq_len=8)(0, rng())
+        make_sampler("pair", sprites_source(), group_by="character", distinct_by="action", seq_len=8)(0, rng())
     lonely = sprites_source(characters=2, actions=2)
     lonely.records = [r for r in lonely.records if not (r["character"] == 1 and r["action"] == 1)]
     with pytest.raises(DataError, match=r"1 character group\(s\) have fewer than 2 distinct 'action' values.*\[1\]"):
-        make_sampler("vdsm_stage1", lonely, seq_len=16)
+        make_sampler("pair", lonely, group_by="character", distinct_by="action", seq_len=16)
     with pytest.raises(DataError, match=r"needs a 'character' label"):
         make_sampler("pair", clips_source([8, 8]), group_by="character", distinct_by="clip")
 
 
-def test_drnet_stage1_first4_are_frames_0_to_3():
+def test_four_frames_first4_are_frames_0_to_3():
     data = clips_source([20, 20], channels=3)
-    sampler = make_sampler("drnet_stage1", data, max_step=20, frame_selection="first4")
+    sampler = make_sampler("four_frames", data, max_step=20, frame_selection="first4")
     assert isinstance(sampler, FourFrameSampler)
     for seed in range(5):
         example = sampler(1, rng(seed))
@@ -132,9 +126,9 @@ def test_drnet_stage1_first4_are_frames_0_to_3():
         np.testing.assert_array_equal(example["frame_index"], np.arange(4))
 
 
-def test_drnet_stage1_random_frames_within_max_step():
+def test_four_frames_random_frames_within_max_step():
     data = clips_source([30])
-    sampler = make_sampler("drnet_stage1", data, max_step=10, frame_selection="random")
+    sampler = make_sampler("four_frames", data, max_step=10, frame_selection="random")
     spans, firsts = [], set()
     for seed in range(100):
         example = sampler(0, rng(seed))
@@ -147,20 +141,13 @@ def test_drnet_stage1_random_frames_within_max_step():
     assert max(spans) >= 7 and max(firsts) > 15  # windows move along the clip, frames spread within them
 
 
-def test_drnet_stage1_short_clip_and_bad_arguments():
+def test_four_frames_short_clip_and_bad_arguments():
     with pytest.raises(DataError, match=r"\[index 0\]: clip has 12 frames but the max_step=20 window needs 20"):
-        make_sampler("drnet_stage1", clips_source([12]), max_step=20)(0, rng())
+        make_sampler("four_frames", clips_source([12]), max_step=20)(0, rng())
     with pytest.raises(ValueError, match="frame_selection"):
-        make_sampler("drnet_stage1", clips_source([12]), frame_selection="last4")
+        make_sampler("four_frames", clips_source([12]), frame_selection="last4")
     with pytest.raises(ValueError, match="max_step must be >= 4"):
-        make_sampler("drnet_stage1", clips_source([12]), max_step=3)
-
-
-def test_drnet_stage2_window():
-    sampler = make_sampler("drnet_stage2", clips_source([25]), n_past=5, n_future=10)
-    example = sampler(0, rng())
-    assert example["video"].shape == (15, SIZE, SIZE, 1)
-    np.testing.assert_array_equal(example["video"][:, 0, 0, 0], example["frame_index"])
+        make_sampler("four_frames", clips_source([12]), max_step=3)
 
 
 def test_registry_errors():

@@ -1,7 +1,7 @@
 """The VDSM schedules equal the original per-epoch arrays at every epoch and every step inside it.
 
-The reference arrays are built here the way the original builds them (see
-shared/reference/vdsm.md, "Schedules"), independently of vdsm_jax.schedules:
+The reference arrays are built here the way the original builds them (the training script of
+github.com/matthewvowels1/DisentanglingSequences), independently of vdsm_jax.schedules:
 a NumPy cosine loop, concatenation with the constant block and reversal for the
 ramps; scipy's interp1d(kind='quadratic') followed by np.clip for anneal_t.
 """

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from vdcore.sharding import check_divisible
+from data_prep.batch_split import check_divisible
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -272,7 +272,7 @@ def test_reference_batched_chain_is_the_originals_per_sequence_loop(stage2, vide
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# ELBO parity: the same objective estimated by Monte Carlo in PyTorch (shared/reference/vdsm.md "Objectives")
+# ELBO parity: the same objective estimated by Monte Carlo in PyTorch (the original's Trace_ELBO, VDSM.py)
 # ---------------------------------------------------------------------------------------------------------------------
 
 ANNEAL = {"temp_id": 3.0, "anneal_id": 0.7, "anneal_t": 2.5, "anneal_dynamics": 0.4}
@@ -450,7 +450,7 @@ def test_stage2_elbo_matches_a_torch_monte_carlo_estimate(videos, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Errors (issue 5.3)
+# Errors
 # ---------------------------------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """PyTorch expressions of DRNet's original networks, for the parity tests of drnet_jax.torch_import.
 
-Written from shared/reference/drnet.md (wiring, init) and the torch parameter names listed in
+Written from the original's models/ (github.com/edenton/drnet-py: wiring, init) and the torch parameter names in
 drnet_jax/networks.py; not the authors' code. Frames are NCHW in [0, 1], codes ``(B, dim, 1, 1)``.
 
 The classes carry the authors' module paths as their pickled names (``models.dcgan_64.encoder``,

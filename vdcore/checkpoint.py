@@ -4,8 +4,12 @@ A checkpoint at step S is the folder `<directory>/<S>/` holding `state` (any
 pytree of arrays: parameters, optimiser state, step, RNG key data, counters) and
 `meta` (JSON: the run's config and anything else a reader needs to rebuild the
 model without the training code). orbax writes into a temporary folder and
-renames it when complete, so an interrupted save never leaves a checkpoint that
-looks valid; the previous ones stay intact.
+renames it when complete, so an interrupted save (a crash, `kill -9`) never leaves a
+checkpoint that looks valid; the previous ones stay intact, and the next start ignores
+the temporary folder. With `asynchronous=True` a save returns once the device arrays are
+copied to host memory and the files are written by a background thread, while training
+goes on; the next save, `wait_until_finished` and `close` wait for it. With several
+processes every process calls `save` and `restore` (collectively); each writes its share.
 
 A checkpoint damaged after it was committed (a truncated array file, an emptied `_METADATA`, a cut JSON meta)
 is skipped when the newest is restored: it is moved aside into `<directory>_damaged/` (never deleted), the
@@ -115,11 +119,20 @@ def _path_name(path: tuple) -> str:
 class Checkpointer:
     """Save and restore (state pytree, JSON metadata) pairs under one directory."""
 
-    def __init__(self, directory: str | os.PathLike, max_to_keep: int | None = 3, create: bool = True):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        max_to_keep: int | None = 3,
+        create: bool = True,
+        asynchronous: bool = False,
+    ):
         self.directory = os.path.abspath(os.fspath(directory))
         if not create and not os.path.isdir(self.directory):
             raise CheckpointNotFoundError(f"no checkpoint directory at {self.directory}")
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create, enable_async_checkpointing=False)
+        self.asynchronous = asynchronous
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=create, enable_async_checkpointing=asynchronous
+        )
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=options,
@@ -134,9 +147,14 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, state: Any, meta: dict) -> None:
-        """Write checkpoint `step` and wait until it is committed to disk."""
+        """Write checkpoint `step` (device or host arrays); unless asynchronous, wait until it is committed."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         self._manager.save(int(step), args=args, force=True)
+        if not self.asynchronous:
+            self._manager.wait_until_finished()
+
+    def wait_until_finished(self) -> None:
+        """Block until every started save is committed."""
         self._manager.wait_until_finished()
 
     def _resolve(self, step: int | None) -> int:
@@ -159,8 +177,11 @@ class Checkpointer:
 
         return self._read(read, step)
 
-    def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict]:
-        """Restore into the structure, shapes and dtypes of `target` (arrays or ShapeDtypeStructs).
+    def restore(
+        self, target: Any, step: int | None = None, sharding: jax.sharding.Sharding | None = None
+    ) -> tuple[Any, dict]:
+        """Restore into the structure, shapes and dtypes of `target` (arrays or ShapeDtypeStructs), every array
+        laid out as `sharding` when given (e.g. replicated over a multi-process mesh).
 
         step None: the newest checkpoint that restores completely; damaged newer ones are set aside (see the
         module docstring). A damaged checkpoint raises DamagedCheckpointError naming its path (for step None:
@@ -168,6 +189,8 @@ class Checkpointer:
         naming the mismatching leaves.
         """
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        if sharding is not None:
+            abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
         return self._read(lambda at: self._restore_step(abstract, at), step)
 
     def _read(self, read: Callable[[int], Any], step: int | None) -> Any:
@@ -205,8 +228,13 @@ class Checkpointer:
         return restored["state"], restored["meta"]
 
     def _set_aside(self, step: int, error: BaseException) -> str:
-        """Move damaged checkpoint `step` into <directory>_damaged/ (never deleted); returns where it went."""
+        """Move damaged checkpoint `step` into <directory>_damaged/ (never deleted); returns where it went.
+
+        With several processes only process 0 moves it; the others skip it as well."""
         source = os.path.join(self.directory, str(step))
+        if jax.process_index() != 0:
+            logging.warning("checkpoint %s is damaged (%s); process 0 moves it aside", source, error)
+            return "moved aside by process 0"
         aside_dir = f"{self.directory}_damaged"
         target, suffix = os.path.join(aside_dir, str(step)), 1
         while os.path.exists(target):

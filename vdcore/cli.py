@@ -1,6 +1,7 @@
 """The shared command line of both training packages (absl + ml_collections config files).
 
     python -m <package>.main --config configs/<model>/<name>.py[:stage1|stage2|both] --workdir DIR [--config.X V]
+        [--distributed | --coordinator_address HOST:PORT --num_processes N --process_id I]
 
 A config whose `stage` is 0 ("both") trains stage 1 into <workdir>/stage1 and then stage 2 from it into
 <workdir>/stage2; a run resumes from its newest checkpoint.
@@ -18,12 +19,14 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+import jax
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from data_prep.builders import get_builder
 from data_prep.errors import INPUT_ERRORS as DATA_INPUT_ERRORS
+from vdcore import distributed
 from vdcore.checkpoint import (
     CheckpointMismatchError,
     CheckpointNotFoundError,
@@ -65,6 +68,18 @@ def define_flags(config_help: str) -> None:
         "Keep freed host memory in the process (glibc mallopt; see vdcore/host_memory.py): XLA:CPU's per-step "
         "buffers then stop costing page faults (~25% of a VDSM step on 2 CPU cores). --nokeep_freed_memory "
         "leaves glibc's defaults.",
+    )
+    flags.DEFINE_bool(
+        "distributed",
+        False,
+        "Join a multi-process run (jax.distributed): on TPU slices, SLURM, Open MPI and Kubernetes the coordinator, "
+        "process count and id are found automatically; elsewhere give the three flags below (or JAX_COORDINATOR_ADDRESS, "
+        "JAX_NUM_PROCESSES, JAX_PROCESS_ID). Giving any of them implies --distributed.",
+    )
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0's coordinator (multi-process runs).")
+    flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.", lower_bound=1)
+    flags.DEFINE_integer(
+        "process_id", None, "This process's id in a multi-process run, 0 .. num_processes - 1.", lower_bound=0
     )
 
 
@@ -231,7 +246,8 @@ def run(
 ) -> None:
     """Parse the flags and train the config's stage (or both); logs the run summary as JSON; then
     `after(config, workdir)` when given (the models' evaluation, switched by config.evaluation). A run that a
-    SIGTERM / SIGINT stopped (vdcore.preemption) has written its checkpoint and exits 0 without `after`.
+    SIGTERM / SIGINT stopped (vdcore.preemption) has written its checkpoint and exits 0 without `after`, and so
+    does a multi-process run (the evaluation runs in one process).
     `check(stage config)`: the model's config check, run on every stage before anything is built (check_run)."""
 
     def main(argv: list[str]) -> None:
@@ -241,6 +257,9 @@ def run(
         check_run(config, workdir, check)
         if flags.FLAGS.keep_freed_memory:
             keep_freed_memory()  # before the first JAX computation: threads pick their malloc arena then
+        distributed.join(
+            flags.FLAGS.distributed, flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id
+        )
         train = train_both_stages if config.stage == 0 else train_and_evaluate
         summary = train(config, workdir)
         if summary.get("stopped_by"):
@@ -251,7 +270,9 @@ def run(
             )
             return
         logging.info("finished: %s", json.dumps(summary, default=str))
-        if after is not None:
+        if after is not None and jax.process_count() > 1:
+            logging.info("multi-process run: evaluate it afterwards in one process (the package's evaluate command)")
+        elif after is not None:
             after(config, workdir)
 
     app.run(report_input_errors(main), flags_parser=parse_flags)

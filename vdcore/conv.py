@@ -28,7 +28,7 @@ Implementations (the ``impl`` argument)
 ``'fast'``
     Formulations that keep XLA:CPU on its fast path, the dot product
     (XLA:CPU's conv is 2-3x slower than torch and its transposed conv ~20x
-    slower; see shared/reference/performance.md):
+    slower; benchmarks/conv_kernels.py measures both):
 
     * conv2d: im2col (kh*kw strided slices + one concatenate) and ONE dot.
     * conv_transpose2d: sub-pixel decompositions, exact for every (k, s, p).
@@ -75,11 +75,19 @@ BLUR_PAD: tuple[int, int] = (1, 2)
 def default_impl() -> str:
     """'fast' on the CPU backend (where XLA's conv is slow and its dot fast), 'xla' on GPU/TPU.
 
-    Measured on CPU (benchmarks/conv_kernels.py): 'fast' wins at the models' batch sizes
-    (1.5-2x for convs, ~10-20x for transposed convs); on tiny batches (a handful of 32x32
-    images) XLA's own conv is faster for plain convs, but those calls are cheap anyway.
+    On CPU 'fast' wins at the models' batch sizes, most for transposed convs; on tiny batches XLA's
+    own conv is faster for plain convs, but those calls are cheap anyway (benchmarks/README.md).
     """
     return "fast" if jax.default_backend() == "cpu" else "xla"
+
+
+def resolve_impl(requested: str | None) -> str:
+    """The formulation a model runs with for a config's `conv_impl`: 'auto', '' or None is decided here from the
+    backend (:func:`default_impl`). Models call this once when they are built and pass the answer down to every
+    layer, so no layer decides by itself."""
+    if requested in (None, "", "auto"):
+        return default_impl()
+    return _resolve_impl(requested)
 
 
 def _resolve_impl(impl: str | None) -> str:

@@ -4,9 +4,7 @@ XLA:CPU allocates every execution's temporaries (hundreds of MB to GB for a trai
 with glibc's allocator and frees them at the end. glibc serves allocations above 32 MB, and
 any large one made from a worker thread's arena, with a fresh `mmap` and returns it with
 `munmap`, so each step touches brand-new pages: a page fault per 4 KiB, zero-filled by the
-kernel. Measured on the 2-core machine (VDSM stage-2 step at the issue-3 configuration):
-~265,000 minor faults and 0.41 s of kernel time per step, 0.91 s wall; with the settings
-below 31,000 faults, 0.045 s kernel time, 0.69 s wall.
+kernel (about a quarter of a VDSM step's wall time on 2 CPU cores; benchmarks/README.md).
 
 `keep_freed_memory()` sets, through `mallopt`, one malloc arena for all threads, no `mmap`
 for large blocks and no trimming of the heap's top below 2 GiB (the largest value `mallopt`

@@ -1,8 +1,8 @@
 """Run metrics in three forms: TensorBoard scalars, JSON lines, and a loss-curve PNG.
 
-`<workdir>/tensorboard/` holds the event file, `<workdir>/metrics.jsonl` one JSON
-object per logged step (machine-readable, for evaluation harnesses and plots),
-and `<workdir>/loss_curves.png` is redrawn from the JSON lines on demand.
+`<workdir>/tensorboard/` holds the event file (written by tensorboardX, which needs no TensorFlow),
+`<workdir>/metrics.jsonl` one JSON object per logged step (machine-readable, for evaluation harnesses
+and plots), and `<workdir>/loss_curves.png` is redrawn from the JSON lines on demand.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from tensorboardX import SummaryWriter
 
 from vdcore.files import atomic_write
-from vdcore.tensorboard import ScalarWriter
+
+FLUSH_SECONDS = 30  # how often the event file is flushed while a run goes on (and always on close)
 
 
 class MetricsLogger:
@@ -23,11 +25,12 @@ class MetricsLogger:
         self.workdir = os.fspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.jsonl_path = os.path.join(self.workdir, "metrics.jsonl")
-        self._writer = ScalarWriter(os.path.join(self.workdir, "tensorboard"))
+        self._writer = SummaryWriter(os.path.join(self.workdir, "tensorboard"), flush_secs=FLUSH_SECONDS)
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
         values = {k: float(v) for k, v in scalars.items()}
-        self._writer.write(step, values)
+        for tag, value in values.items():
+            self._writer.add_scalar(tag, value, int(step))
         with open(self.jsonl_path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": int(step), **values}) + "\n")
 

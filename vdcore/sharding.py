@@ -4,35 +4,23 @@ The same code runs on one CPU, one GPU, several local devices or several hosts:
 each process loads its own slice of the global batch (B / process_count examples)
 and `shard_batch` assembles the global `jax.Array`s with
 `jax.make_array_from_process_local_data`, so every device holds B / num_devices
-examples.
+examples. Parameters and optimiser state are replicated on every device (`replicate`), and
+`fetch` reads a replicated array on the host from this process's own copy (a process cannot
+read another's devices).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from data_prep.batch_split import check_divisible
+
 DATA_AXIS = "data"
-
-
-def check_divisible(batch_size: int, num_devices: int, name: str = "batch size") -> None:
-    """Raise ValueError unless `batch_size` splits evenly over `num_devices` (every device gets B / N examples).
-
-    name: what the message calls the batch size (a config field, e.g. 'config.bs')."""
-    if num_devices < 1:
-        raise ValueError(f"need at least one device, got num_devices={num_devices}")
-    if batch_size < 1:
-        raise ValueError(f"{name} must be positive, got {batch_size}")
-    if batch_size % num_devices:
-        lower = batch_size - batch_size % num_devices
-        options = " or ".join(str(b) for b in (lower, lower + num_devices) if b > 0)
-        raise ValueError(
-            f"{name} {batch_size} is not divisible by the {num_devices} devices it is split over; "
-            f"use a multiple of {num_devices} (e.g. {options}) or run on fewer devices"
-        )
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -73,3 +61,31 @@ def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
     if sizes:
         check_divisible(next(iter(sizes.values())), local_devices)
     return {name: jax.make_array_from_process_local_data(sharding, np.asarray(value)) for name, value in batch.items()}
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Every leaf of `tree` (host or single-device arrays with the same value in every process) as a jax.Array
+    replicated on all of the mesh's devices, across processes."""
+    sharding = replicated_sharding(mesh)
+
+    def put(leaf: Any) -> jax.Array:
+        host = np.asarray(fetch(leaf))
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put, tree)
+
+
+def fetch(tree: Any) -> Any:
+    """Host (numpy) copies of the leaves of `tree`; a jax.Array must be replicated (each process reads its own
+    first copy) or live on this process's devices only."""
+
+    def read(leaf: Any) -> Any:
+        if not isinstance(leaf, jax.Array):
+            return leaf
+        if leaf.is_fully_addressable:
+            return np.asarray(leaf)
+        if not leaf.is_fully_replicated:
+            raise ValueError(f"fetch reads replicated arrays only; got one sharded as {leaf.sharding}")
+        return np.asarray(leaf.addressable_data(0))
+
+    return jax.tree.map(read, tree)

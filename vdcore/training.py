@@ -1,4 +1,4 @@
-"""The training-loop plumbing both models share (their loops differ only in steps, metrics and pictures).
+"""The pieces of training loops (vdcore.loop's, and the judge's in vdeval) that do not depend on a model.
 
 - `make_train_batches` / `load_test_set`: the run's endless training batches (sharded over the mesh's
   devices and this process's share of the data) and the fixed test batch the pictures are drawn from.
@@ -6,8 +6,7 @@
 - `EpochClock`: which of save / test is due after a step.
 - `StepRate`: steps per second between log points.
 - `save_or_stop`: the periodic checkpoint, and the one a stop signal asks for before the loop ends.
-- `raise_if_too_many_nonfinite`: the stop after K consecutive skipped updates.
-- `finish_summary`: the run's summary.json.
+- `write_summary`: the run's summary.json.
 - `train_both_stages`: stage 1, then stage 2 from it.
 """
 
@@ -30,7 +29,6 @@ from vdcore.checkpoint import Checkpointer
 from vdcore.files import write_json
 from vdcore.preemption import StopRequest
 from vdcore.run_config import stage_config
-from vdcore.train_state import NonFiniteTrainingError
 
 
 def make_train_batches(
@@ -166,40 +164,9 @@ def host_scalars(metrics: dict[str, jax.Array]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-def raise_if_too_many_nonfinite(
-    step: int, consecutive: int, limit: int, checkpoints: Checkpointer, remedy: str, progress: Any = None
-) -> None:
-    """Log a skipped update; after `limit` in a row stop the run, naming the intact last checkpoint."""
-    logging.warning("step %d: non-finite loss or gradient; update skipped (%d in a row)", step, consecutive)
-    if consecutive < limit:
-        return
-    if progress is not None:
-        progress.close()
-    raise NonFiniteTrainingError(
-        f"{consecutive} consecutive non-finite updates at step {step}; stopping. The last good checkpoint in "
-        f"{checkpoints.directory} (step {checkpoints.latest_step()}) is intact. Set config.debug_nans=True to "
-        f"locate the first NaN, or {remedy}."
-    )
-
-
-def finish_summary(
-    workdir: str,
-    summary: dict[str, Any],
-    state: Any,
-    metrics: dict[str, float],
-    checkpoints: Checkpointer,
-    **extra: Any,
-) -> dict[str, Any]:
-    """Complete a run's summary (final step and metrics, skipped steps, saved steps) and write <workdir>/summary.json."""
-    summary.update(
-        final_step=int(state.step),
-        final_metrics=metrics,
-        **extra,
-        skipped_steps=int(state.nonfinite_total),
-        checkpoints=checkpoints.all_steps(),
-    )
+def write_summary(workdir: str, summary: dict[str, Any]) -> None:
+    """<workdir>/summary.json: the run's start and final step, final metrics, skipped steps, saved steps."""
     write_json(os.path.join(workdir, "summary.json"), summary)
-    return summary
 
 
 def train_both_stages(

@@ -52,7 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.lr_resume = config_dict.placeholder(float)  # replaces the lr when a run resumes from a checkpoint
     c.num_particles = 1
 
-    # Schedules (shared/reference/vdsm.md "Schedules").
+    # Schedules (the original's per-epoch annealing arrays; vdsm_jax/schedules.py).
     c.temp_id_start = 1.0
     c.temp_id_end = 10.0
     c.temp_id_frac = 2.0

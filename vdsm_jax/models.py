@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from vdcore.conv import resolve_impl
 from vdsm_jax.networks import (
     Combiner,
     DynamicsDecoder,
@@ -48,11 +49,21 @@ class VDSMModules:
     rnn_dropout: float
     nc: int
     encoder_act_slope: float
-    conv_impl: str | None
+    conv_impl: str
+    decoder_conv_impl: str
 
     @classmethod
     def from_config(cls, config: Any) -> VDSMModules:
-        impl = None if config.conv_impl in (None, "", "auto") else config.conv_impl
+        """The modules of `config`; the convolution formulations are decided here, once, from the backend and
+        the device count, and every layer is handed the answer.
+
+        The decoder's per-sequence kernel blend uses the 'fast' formulation whenever the batch is split over
+        several devices: XLA's SPMD partitioner cannot split the batch-grouped convolution that the 'xla'
+        formulation's kernel gradient becomes ("output feature dimension ... divisible by
+        feature_group_count" at compile time); the 'fast' one is matmuls, which it splits along the batch.
+        """
+        impl = resolve_impl(config.conv_impl)
+        decoder_impl = "fast" if impl == "xla" and jax.device_count() > 1 else impl
         return cls(
             z_dim=config.z_dim,
             n_e_w=config.n_e_w,
@@ -63,6 +74,7 @@ class VDSMModules:
             nc=config.nc,
             encoder_act_slope=config.encoder_act_slope,
             conv_impl=impl,
+            decoder_conv_impl=decoder_impl,
         )
 
     @property
@@ -71,7 +83,7 @@ class VDSMModules:
 
     @property
     def decoder(self) -> MoEDecoder:
-        return MoEDecoder(self.z_dim, self.n_e_w, self.nc, self.conv_impl)
+        return MoEDecoder(self.z_dim, self.n_e_w, self.nc, self.decoder_conv_impl)
 
     @property
     def id_layers(self) -> IDLayers:

@@ -63,8 +63,8 @@ def encoder_conv_impl(conv_impl: str | None, last: bool) -> str:
 
     'fast' (CPU) keeps the im2col dot for the last conv (a 4x4 map to 1x1, i.e. one dense matmul) and
     uses XLA's own convolution for the four stride-1 k4 convs on 64..8 px maps with 3..64 channels:
-    there XLA:CPU's conv beats im2col + dot 2-3x forward and backward (measured at 160 frames; the
-    im2col patches of these narrow layers are 16x the activations and the dots only 32-64 wide).
+    there XLA:CPU's conv beats im2col + dot forward and backward (the im2col patches of these narrow layers
+    are 16x the activations and the dots only 32-64 wide; benchmarks/README.md).
     'xla' uses XLA's conv everywhere (the reference).
     """
     impl = conv_impl or default_impl()

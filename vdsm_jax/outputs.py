@@ -20,21 +20,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from vdcore import images, training
+from vdcore import images
 from vdcore.files import write_npz
 from vdcore.train_state import TrainState
 from vdcore.training import TestSet
 from vdsm_jax.api import VDSM
 from vdsm_jax.models import VDSMModules
 from vdsm_jax.state import all_params
-
-
-def load_test_set(config: ml_collections.ConfigDict) -> TestSet:
-    """The fixed test clips, sampled as the stage's training batches but never flipped."""
-    from vdsm_jax.train import sampler_args
-
-    kind, args = sampler_args(config)
-    return training.load_test_set(config, kind, {**args, "flip_prob": 0.0} if "flip_prob" in args else args)
 
 
 def write_all(

@@ -71,11 +71,16 @@ def read_meta(path: str | os.PathLike, step: int | None = None) -> dict:
 
 
 def restore_state(
-    config: ml_collections.ConfigDict, modules: VDSMModules, path: str | os.PathLike, step: int | None = None
+    config: ml_collections.ConfigDict,
+    modules: VDSMModules,
+    path: str | os.PathLike,
+    step: int | None = None,
+    sharding: jax.sharding.Sharding | None = None,
 ) -> tuple[TrainState, dict]:
-    """Load a checkpoint written for `config`'s stage and shapes; errors name mismatching keys."""
+    """Load a checkpoint written for `config`'s stage and shapes (laid out as `sharding` when given, e.g.
+    replicated over a training mesh); errors name mismatching keys."""
     template = jax.eval_shape(lambda: init_state(config, modules, jax.random.key(0), _abstract_stage1(modules, config)))
-    state, meta = open_checkpoints(path).restore(template, step)
+    state, meta = open_checkpoints(path).restore(template, step, sharding)
     if meta.get("stage") != config.stage:
         raise ValueError(
             f"{path}: checkpoint is from stage {meta.get('stage')}, the config asks for stage {config.stage}"

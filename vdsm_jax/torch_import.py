@@ -38,7 +38,7 @@ STAGE_CLASSES = {1: "VDSM_EncDec", 2: "VDSM_Seq"}
 ENCODER_CONV_INDICES = (0, 3, 6, 9, 12)  # positions of the convs in the original's `encoder` Sequential
 BLURPOOL_INDICES = (2, 5, 8, 11)  # positions of its BlurPool layers (buffer `filt`)
 BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)
-# Keys the original's checkpoints hold but no computation uses (shared/reference/vdsm.md).
+# Keys the original's checkpoints hold but no computation of its VDSM.py uses.
 UNUSED_KEYS = {
     1: (r"ID_loc_layer\..+", r"ID_scale_layer\..+"),
     2: (r"c_0_dec", r"seq2seq_enc\.fc_out\..+"),

@@ -4,13 +4,12 @@ The train step is a pure function of (state, videos): it splits the state's PRNG
 key, reads the four schedule values at the state's step, differentiates NumPyro's
 Trace_ELBO with respect to the trained parameters, and applies Adam unless the
 loss or a gradient is non-finite (then the update is skipped and counted).
-Data parallelism: the state is replicated and the batch sharded along the mesh
-axis 'data'; jit partitions the computation over every device.
+Everything else (mesh, data, checkpoints, metrics, stop rules, pictures' cadence)
+is vdcore.loop's; this module hands it the step, the state and the pictures.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -18,17 +17,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from tqdm import tqdm
 
-from data_prep.input_pipeline import Batches, ensure_built
-from vdcore import preemption, training
-from vdcore.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
-from vdcore.metrics_log import MetricsLogger
+from data_prep.input_pipeline import Batches
+from vdcore import loop, training
 from vdcore.run_config import stage_config
-from vdcore.sharding import check_divisible, data_mesh, replicated_sharding, shard_batch
 from vdcore.train_state import TrainState, apply_gradients_if_finite
-from vdsm_jax import objectives
+from vdsm_jax import objectives, outputs
 from vdsm_jax.config_defaults import check_config
+from vdsm_jax.data import picture_sampler, train_sampler
 from vdsm_jax.models import VDSMModules
 from vdsm_jax.schedules import VDSMSchedules, make_schedules, values_at
 from vdsm_jax.state import (
@@ -73,14 +69,8 @@ def make_terms_fn(modules: VDSMModules, stage: int, schedules: VDSMSchedules):
     return terms
 
 
-def sampler_args(config: ml_collections.ConfigDict) -> tuple[str, dict[str, Any]]:
-    if config.stage == 1:
-        return "vdsm_stage1", {"seq_len": config.seq_len, "flip_prob": config.flip_prob}
-    return "vdsm_stage2", {"seq_len": config.seq_len}
-
-
 def make_train_batches(config: ml_collections.ConfigDict, num_devices: int) -> Batches:
-    return training.make_train_batches(config, *sampler_args(config), config.bs, num_devices)
+    return training.make_train_batches(config, *train_sampler(config), config.bs, num_devices)
 
 
 def _with_lr(state: TrainState, lr: float) -> TrainState:
@@ -92,95 +82,42 @@ def _with_lr(state: TrainState, lr: float) -> TrainState:
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str, stop_after_steps: int | None = None
 ) -> dict[str, Any]:
-    """Train one stage (config.stage 1 or 2) in `workdir`, resuming from its newest checkpoint.
+    """Train one stage (config.stage 1 or 2) in `workdir` with vdcore.loop, resuming from its newest checkpoint.
 
     stop_after_steps: end the process's work after this many steps of this call without a final
     checkpoint (simulates a pre-emption; used by the tests). Returns a summary dict (also written
     as `<workdir>/summary.json`).
     """
-    from vdsm_jax import outputs  # pictures need the trained model only at test intervals
-
     config = stage_config(config, config.stage) if config.stage in (1, 2) else config
     check_config(config)
-    check_divisible(config.bs, jax.device_count(), "config.bs")  # before the data is built
-    if config.debug_nans:
-        jax.config.update("jax_debug_nans", True)
-    os.makedirs(workdir, exist_ok=True)
-    ensure_built(config.dataset, config.data_dir, config.dataset_config, config.manual_dir or None)
-
     modules = VDSMModules.from_config(config)
     schedules = make_schedules(config)
-    tx = make_optimizer(config)
-    mesh = data_mesh()
-    checkpoints = Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR), max_to_keep=config.keep_checkpoints)
-    batches = make_train_batches(config, mesh.size)
 
     def init():
         stage1_params = load_stage1_params(config, modules) if config.stage == 2 else None
         return init_state(config, modules, jax.random.key(config.seed), stage1_params)
 
-    state, resumed = training.restore_or_init(
-        checkpoints, batches, lambda: restore_state(config, modules, workdir), init
-    )
-    if resumed is not None and config.lr_resume is not None:
-        state = _with_lr(state, config.lr_resume)
-    state = jax.device_put(state, replicated_sharding(mesh))
+    def write_outputs(state: TrainState, test_set: training.TestSet, epoch: int) -> None:
+        outputs.write_all(config, modules, state, test_set, workdir, epoch)
 
-    train_step = jax.jit(make_train_step(modules, config.stage, tx, schedules, config.num_particles), donate_argnums=0)
-    terms_fn = jax.jit(make_terms_fn(modules, config.stage, schedules))
-    logger = MetricsLogger(workdir)
-    total_steps = config.epochs * config.bs_per_epoch
-    clock = training.EpochClock(
-        config.bs_per_epoch, total_steps, config.model_save_interval, config.model_test_interval
+    model = loop.Model(
+        name=f"VDSM stage {config.stage}",
+        batch_field="bs",
+        make_batches=lambda num_devices: make_train_batches(config, num_devices),
+        init_state=init,
+        restore_state=lambda sharding: restore_state(config, modules, workdir, sharding=sharding),
+        train_step=make_train_step(modules, config.stage, make_optimizer(config), schedules, config.num_particles),
+        state_meta=lambda step, data_state: state_meta(config, step, data_state),
+        steps_per_epoch=config.bs_per_epoch,
+        total_steps=config.epochs * config.bs_per_epoch,
+        remedy="resume with a smaller config.lr_resume",
+        log_terms=make_terms_fn(modules, config.stage, schedules),
+        write_outputs=write_outputs,
+        picture_sampler=picture_sampler(config),
+        plotted=("loss", *SCHEDULE_NAMES, "nll/x", "kl/ID", "kl/z", "kl/dz", "skipped_steps"),
+        after_restore=(lambda state: _with_lr(state, config.lr_resume)) if config.lr_resume is not None else None,
     )
-    start_step = int(state.step)
-    summary: dict[str, Any] = {"stage": config.stage, "workdir": os.path.abspath(workdir), "start_step": start_step}
-    test_set = outputs.load_test_set(config) if jax.process_index() == 0 and config.model_test_interval > 0 else None
-
-    progress = tqdm(total=total_steps, initial=start_step, desc=f"VDSM stage {config.stage}", unit="step")
-    rate = training.StepRate()
-    metrics: dict[str, float] = {}
-    with preemption.stop_on_signals() as stop:
-        for step in range(start_step, total_steps):
-            if stop_after_steps is not None and step - start_step >= stop_after_steps:
-                break
-            videos = shard_batch({"video": next(batches)["video"]}, mesh)["video"]
-            log_now = (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps
-            terms = training.host_scalars(terms_fn(state, videos)) if log_now else {}
-            state, step_metrics = train_step(state, videos)
-            rate.tick()
-            metrics = training.host_scalars(step_metrics)
-            progress.update(1)
-            progress.set_postfix(loss=f"{metrics['loss']:.1f}")
-            if log_now:
-                scalars = {
-                    "loss": metrics["loss"],
-                    **{name: metrics[name] for name in SCHEDULE_NAMES},
-                    **terms,
-                    "skipped_steps": int(state.nonfinite_total),
-                    "steps_per_second": rate.rate(),
-                    "epoch": (step + 1) / config.bs_per_epoch,
-                }
-                logger.write(step + 1, scalars)
-            if not metrics["finite"]:
-                training.raise_if_too_many_nonfinite(
-                    step,
-                    int(state.nonfinite_consecutive),
-                    config.max_consecutive_nonfinite,
-                    checkpoints,
-                    "resume with a smaller config.lr_resume",
-                    progress,
-                )
-            _, epoch, save_due, test_due = clock.after(step)
-            meta = lambda: state_meta(config, step + 1, batches.get_state())  # noqa: E731, B023 - called at once
-            if training.save_or_stop(checkpoints, stop, save_due, step, state, meta, summary):
-                break
-            if test_set is not None and test_due:
-                logger.plot(["loss", *SCHEDULE_NAMES, "nll/x", "kl/ID", "kl/z", "kl/dz", "skipped_steps"])
-                outputs.write_all(config, modules, jax.device_get(state), test_set, workdir, epoch)
-    progress.close()
-    logger.close()
-    return training.finish_summary(workdir, summary, state, metrics, checkpoints)
+    return loop.run(config, workdir, model, stop_after_steps)
 
 
 def train_both_stages(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Write a PNG preview grid (and optionally a GIF) of a built dataset.
 
-    python -m data_prep.preview NAME --data_dir DIR [--config C] [--split train] [--num 8] --out preview.png
+    python -m vdeval.preview NAME --data_dir DIR [--config C] [--split train] [--num 8] --out preview.png
 
 Rows are examples (the first `--num` records of the split, or random ones with
 --seed), columns are frames. The labels of each row are printed and written
@@ -67,7 +67,7 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.preview", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m vdeval.preview", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=DATASET_NAMES)
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--config", default=None)

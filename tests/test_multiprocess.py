@@ -1,0 +1,81 @@
+"""Two processes (jax.distributed over localhost, CPU collectives through gloo) train like one process with as
+many devices: the same losses, every example of an epoch read once by one process, the same global batches,
+and a checkpoint the two wrote resumes in a single process on one device.
+
+One device per process: with several CPU devices in each process, jax 0.10.2's CPU runtime returns outputs
+that should be replicated with different values in different processes for these models (NumPyro's ELBO
+value in VDSM, DRNet's similarity loss; parameters and per-term values agree), while one device per process
+matches a single process exactly. GPU and TPU runs use NCCL / ICI collectives, not gloo."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import portpicker
+import pytest
+from conftest import REPO_ROOT
+from tests_helpers import metrics_rows
+
+from vdcore.checkpoint import Checkpointer
+
+LOSS_KEYS = {"vdsm": ("loss",), "drnet": ("loss", "rec_loss", "sim_loss", "disc_bce")}
+
+
+def _start(model: str, workdir, data_dir: str, index_file, devices: int, *cluster) -> subprocess.Popen:
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    command = [sys.executable, "tests/multiprocess_run.py", model, str(workdir), data_dir, str(index_file)]
+    command += [str(c) for c in cluster]
+    return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-4000:]
+
+
+@pytest.mark.parametrize("model", ["vdsm", "drnet"])
+def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(model, tmp_path, tiny_moving_mnist):
+    port = portpicker.pick_unused_port()
+    two = [
+        _start(model, tmp_path / "two", tiny_moving_mnist, tmp_path / f"read{p}.json", 1, f"localhost:{port}", 2, p)
+        for p in range(2)
+    ]
+    _finish(two)
+    _finish([_start(model, tmp_path / "one", tiny_moving_mnist, tmp_path / "read.json", 2)])
+
+    expected, got = metrics_rows(tmp_path / "one"), metrics_rows(tmp_path / "two")
+    assert sorted(got) == sorted(expected) == list(range(1, 7))
+    for step in range(1, 7):
+        for key in LOSS_KEYS[model]:
+            np.testing.assert_allclose(got[step][key], expected[step][key], rtol=1e-5, atol=1e-7, err_msg=(step, key))
+
+    # 24 training clips, 4 per global batch: the 6 steps are one epoch, each clip read once by one process.
+    per_process = [json.loads((tmp_path / f"read{p}.json").read_text()) for p in range(2)]
+    assert [len(batch) for reads in per_process for batch in reads] == [2] * 12
+    read = [i for reads in per_process for batch in reads for i in batch]
+    assert sorted(read) == list(range(24))
+    one = json.loads((tmp_path / "read.json").read_text())
+    assert [a + b for a, b in zip(*per_process, strict=True)] == one  # the same global batches
+
+    # The two processes' checkpoint after step 4 resumes in one process on one device.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "two", resumed)
+    shutil.rmtree(resumed / "checkpoints" / "6")
+    assert Checkpointer(resumed / "checkpoints").all_steps()[-1] == 4
+    result = subprocess.run(
+        [sys.executable, "tests/multiprocess_run.py", model, str(resumed), tiny_moving_mnist, str(tmp_path / "r.json")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    after = metrics_rows(resumed)
+    for step in (5, 6):
+        for key in LOSS_KEYS[model]:
+            np.testing.assert_allclose(after[step][key], got[step][key], rtol=1e-4, atol=1e-6, err_msg=(step, key))
+    assert json.loads((tmp_path / "r.json").read_text()) == one[4:]  # the data goes on where the checkpoint was
