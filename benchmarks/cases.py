@@ -64,3 +64,24 @@ class Case:
 def model_of(case: str) -> str:
     """'vdsm' or 'drnet'."""
     return CASES[case][0]
+
+
+def side_builders(
+    vdsm_step: Callable[..., Case],
+    vdsm_swap: Callable[..., Case],
+    vdsm_generate: Callable[..., Case],
+    drnet_step: Callable[..., Case],
+    drnet_predict: Callable[..., Case],
+) -> dict[str, Callable[..., Case]]:
+    """{case: builder(sizes, *extra)} of one side from its five functions: the steps take (stage, model sizes,
+    *extra), the evaluation paths (model sizes, *extra); `sizes` is {'vdsm': {...}, 'drnet': {...}} and `extra`
+    what the side needs besides (JAX: conv_impl; the originals: the checkout's path)."""
+    return {
+        "vdsm_stage1": lambda sizes, *extra: vdsm_step(1, sizes["vdsm"], *extra),
+        "vdsm_stage2": lambda sizes, *extra: vdsm_step(2, sizes["vdsm"], *extra),
+        "vdsm_swap": lambda sizes, *extra: vdsm_swap(sizes["vdsm"], *extra),
+        "vdsm_generate": lambda sizes, *extra: vdsm_generate(sizes["vdsm"], *extra),
+        "drnet_stage1": lambda sizes, *extra: drnet_step(1, sizes["drnet"], *extra),
+        "drnet_stage2": lambda sizes, *extra: drnet_step(2, sizes["drnet"], *extra),
+        "drnet_predict": lambda sizes, *extra: drnet_predict(sizes["drnet"], *extra),
+    }

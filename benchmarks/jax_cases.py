@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from benchmarks.cases import Case, Program
+from benchmarks.cases import Case, Program, side_builders
 from benchmarks.common import jax_device
 from benchmarks.issue_configs import drnet_config, vdsm_config
 from vdcore.conv import resolve_impl
@@ -175,12 +175,4 @@ def drnet_predict(sizes: dict[str, int], conv_impl: str) -> Case:
     return Case(run=run, clips=n, device=jax_device(), programs=programs, info=info)
 
 
-BUILDERS = {
-    "vdsm_stage1": lambda sizes, conv_impl: vdsm_train(1, sizes["vdsm"], conv_impl),
-    "vdsm_stage2": lambda sizes, conv_impl: vdsm_train(2, sizes["vdsm"], conv_impl),
-    "vdsm_swap": lambda sizes, conv_impl: vdsm_swap(sizes["vdsm"], conv_impl),
-    "vdsm_generate": lambda sizes, conv_impl: vdsm_generate(sizes["vdsm"], conv_impl),
-    "drnet_stage1": lambda sizes, conv_impl: drnet_train(1, sizes["drnet"], conv_impl),
-    "drnet_stage2": lambda sizes, conv_impl: drnet_train(2, sizes["drnet"], conv_impl),
-    "drnet_predict": lambda sizes, conv_impl: drnet_predict(sizes["drnet"], conv_impl),
-}
+BUILDERS = side_builders(vdsm_train, vdsm_swap, vdsm_generate, drnet_train, drnet_predict)

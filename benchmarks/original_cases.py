@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.cases import Case
+from benchmarks.cases import Case, side_builders
 from benchmarks.common import torch_device
 from benchmarks.issue_configs import VDSM_FIXED, drnet_config
 from benchmarks.originals import build_drnet, build_vdsm, import_drnet_original, import_vdsm_original
@@ -166,12 +166,4 @@ def drnet_predict(sizes: dict[str, int], path: str | os.PathLike) -> Case:
     return Case(run=run, clips=sizes["predict_batch"], device=torch_device())
 
 
-BUILDERS = {
-    "vdsm_stage1": lambda sizes, path: vdsm_step(1, sizes["vdsm"], path),
-    "vdsm_stage2": lambda sizes, path: vdsm_step(2, sizes["vdsm"], path),
-    "vdsm_swap": lambda sizes, path: vdsm_swap(sizes["vdsm"], path),
-    "vdsm_generate": lambda sizes, path: vdsm_generate(sizes["vdsm"], path),
-    "drnet_stage1": lambda sizes, path: drnet_step(1, sizes["drnet"], path),
-    "drnet_stage2": lambda sizes, path: drnet_step(2, sizes["drnet"], path),
-    "drnet_predict": lambda sizes, path: drnet_predict(sizes["drnet"], path),
-}
+BUILDERS = side_builders(vdsm_step, vdsm_swap, vdsm_generate, drnet_step, drnet_predict)

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from benchmarks.cases import Case
+from benchmarks.cases import Case, side_builders
 from benchmarks.common import torch_device
 from benchmarks.issue_configs import REPO, VDSM_FIXED, drnet_config
 
@@ -286,12 +286,4 @@ def drnet_predict(sizes: dict[str, int]) -> Case:
     return Case(run=run, clips=sizes["predict_batch"], device=torch_device())
 
 
-BUILDERS = {
-    "vdsm_stage1": lambda sizes: vdsm_step(1, sizes["vdsm"]),
-    "vdsm_stage2": lambda sizes: vdsm_step(2, sizes["vdsm"]),
-    "vdsm_swap": lambda sizes: vdsm_swap(sizes["vdsm"]),
-    "vdsm_generate": lambda sizes: vdsm_generate(sizes["vdsm"]),
-    "drnet_stage1": lambda sizes: drnet_step(1, sizes["drnet"]),
-    "drnet_stage2": lambda sizes: drnet_step(2, sizes["drnet"]),
-    "drnet_predict": lambda sizes: drnet_predict(sizes["drnet"]),
-}
+BUILDERS = side_builders(vdsm_step, vdsm_swap, vdsm_generate, drnet_step, drnet_predict)
