@@ -48,6 +48,7 @@ def _train_case(step: Any, state: Any, videos: jax.Array, clips: int, info: dict
 
 
 def vdsm_train(stage: int, sizes: dict[str, int], conv_impl: str) -> Case:
+    """vdsm_jax.train.make_train_step of `stage` on a (bs, seq_len, 64, 64, 3) noise batch; one run = one step."""
     from vdsm_jax.models import VDSMModules
     from vdsm_jax.schedules import make_schedules
     from vdsm_jax.state import init_state, make_optimizer
@@ -74,6 +75,8 @@ def _vdsm_model(sizes: dict[str, int], conv_impl: str):
 
 
 def vdsm_swap(sizes: dict[str, int], conv_impl: str) -> Case:
+    """`VDSM.swap` of every ordered pair of test_batch noise clips (test_batch² clips out), as vdsm_jax/outputs.py
+    calls it: the identity_from and dynamics_from batches are each encoded, then decoded through the latent chain."""
     from vdsm_jax import api
 
     model = _vdsm_model(sizes, conv_impl)
@@ -101,6 +104,7 @@ def vdsm_swap(sizes: dict[str, int], conv_impl: str) -> Case:
 
 
 def vdsm_generate(sizes: dict[str, int], conv_impl: str) -> Case:
+    """`VDSM.generate` of test_batch clips of seq_len frames from the priors."""
     from vdsm_jax import api
 
     model = _vdsm_model(sizes, conv_impl)
@@ -119,7 +123,8 @@ def vdsm_generate(sizes: dict[str, int], conv_impl: str) -> Case:
     )
 
 
-def _drnet_parts(stage: int, sizes: dict[str, int], conv_impl: str):
+def _drnet_parts(stage: int, sizes: dict[str, int], conv_impl: str) -> tuple[Any, Any, Any]:
+    """(config, modules, fresh state) of `stage`; stage 2 on fresh stage-1 networks."""
     from drnet_jax.models import DRNetModules
     from drnet_jax.state import init_state
 
@@ -130,6 +135,7 @@ def _drnet_parts(stage: int, sizes: dict[str, int], conv_impl: str):
 
 
 def drnet_train(stage: int, sizes: dict[str, int], conv_impl: str) -> Case:
+    """drnet_jax.train.make_train_step of `stage` on noise clips of 4 (stage 1) or n_past + n_future frames."""
     from drnet_jax.train import make_train_step
 
     config, modules, state = _drnet_parts(stage, sizes, conv_impl)
@@ -146,6 +152,8 @@ def drnet_train(stage: int, sizes: dict[str, int], conv_impl: str) -> Case:
 
 
 def drnet_predict(sizes: dict[str, int], conv_impl: str) -> Case:
+    """`DRNet.predict_chunks` of predict_steps frames after n_past noise frames, for predict_batch clips (BatchNorm
+    on its running averages, the API's default); every chunk reaches the host, as a caller writing them out."""
     from drnet_jax import api
     from drnet_jax.state import variables
 

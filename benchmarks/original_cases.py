@@ -41,7 +41,8 @@ from benchmarks.torch_cases import (
 )
 
 
-def _vdsm(path: str | os.PathLike, sizes: dict[str, int]):
+def _vdsm(path: str | os.PathLike, sizes: dict[str, int]) -> tuple[Any, int, int]:
+    """(the original's networks wired as its trainer wires them, channels, frame size)."""
     nets = build_vdsm(
         import_vdsm_original(path),
         sizes["z_dim"],
@@ -57,6 +58,7 @@ def _vdsm(path: str | os.PathLike, sizes: dict[str, int]):
 
 
 def vdsm_step(stage: int, sizes: dict[str, int], path: str | os.PathLike) -> Case:
+    """The original trainer's step of `stage` (module docstring) on a (bs, seq_len, 3, 64, 64) noise batch."""
     import pyro
     from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
@@ -111,6 +113,7 @@ def vdsm_step(stage: int, sizes: dict[str, int], path: str | os.PathLike) -> Cas
 
 
 def vdsm_swap(sizes: dict[str, int], path: str | os.PathLike) -> Case:
+    """`swap_id_generate_sequence`'s computation over test_batch noise clips: test_batch² decoded clips."""
     nets, nc, size = _vdsm(path, sizes)
     seq = nets.seq.eval()
     n, t = sizes["test_batch"], sizes["seq_len"]
@@ -128,6 +131,7 @@ def vdsm_swap(sizes: dict[str, int], path: str | os.PathLike) -> Case:
 
 
 def vdsm_generate(sizes: dict[str, int], path: str | os.PathLike) -> Case:
+    """`VDSM_Seq.sample_sequence` for test_batch clips of seq_len frames."""
     nets, nc, size = _vdsm(path, sizes)
     seq = nets.seq.eval()
     videos = torch.rand(sizes["test_batch"], sizes["seq_len"], nc, size, size)
@@ -155,12 +159,14 @@ def _drnet(stage: int, sizes: dict[str, int], path: str | os.PathLike, lstm_batc
 
 
 def drnet_step(stage: int, sizes: dict[str, int], path: str | os.PathLike) -> Case:
+    """The training scripts' step of `stage` on the authors' networks (torch's default init)."""
     config, nets = _drnet(stage, sizes, path, sizes["batch_size"])
     step = drnet_stage1_step(nets, config) if stage == 1 else drnet_stage2_step(nets, nets["lstm"], config)
     return Case(run=step, clips=config.batch_size, device=torch_device(), summary=lambda out: {"loss": float(out)})
 
 
 def drnet_predict(sizes: dict[str, int], path: str | os.PathLike) -> Case:
+    """`plot_gen` for predict_steps frames of predict_batch clips on the authors' networks."""
     config, nets = _drnet(2, sizes, path, sizes["predict_batch"])
     run = drnet_predict_run(nets, nets["lstm"], config, sizes["predict_steps"], sizes["predict_batch"])
     return Case(run=run, clips=sizes["predict_batch"], device=torch_device())

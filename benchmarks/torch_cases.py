@@ -74,6 +74,7 @@ def _loss_case(step: Callable[[], float], clips: int) -> Case:
 
 
 def vdsm_step(stage: int, sizes: dict[str, int]) -> Case:
+    """The re-expressed optimiser step of `stage` (module docstring) on a (bs, seq_len, 3, 64, 64) noise batch."""
     ref = _reference("vdsm")
     b, t, e, z_dim, d = (sizes[k] for k in ("bs", "seq_len", "n_e_w", "z_dim", "dynamics_dim"))
     videos = _videos(b, t, VDSM_FIXED["nc"], VDSM_FIXED["image_size"])
@@ -137,6 +138,7 @@ def _vdsm_seq(sizes: dict[str, int]):
 
 
 def vdsm_swap(sizes: dict[str, int]) -> Case:
+    """The swap of every (dynamics i, identity j) pair of test_batch noise clips: test_batch² clips out."""
     ref, net = _vdsm_seq(sizes)
     n, t = sizes["test_batch"], sizes["seq_len"]
     videos = _videos(n, t)
@@ -152,6 +154,7 @@ def vdsm_swap(sizes: dict[str, int]) -> Case:
 
 
 def vdsm_generate(sizes: dict[str, int]) -> Case:
+    """test_batch clips of seq_len frames from the priors, stepped per clip and frame as `sample_sequence`."""
     _, net = _vdsm_seq(sizes)
     n, t, e, d, z_dim = (sizes[k] for k in ("test_batch", "seq_len", "n_e_w", "dynamics_dim", "z_dim"))
 
@@ -267,7 +270,8 @@ def drnet_predict_run(nets: dict[str, Any], lstm: Any, config: Any, steps: int, 
     return run
 
 
-def _drnet_nets(stage: int, sizes: dict[str, int], lstm_batch: int):
+def _drnet_nets(stage: int, sizes: dict[str, int], lstm_batch: int) -> tuple[Any, dict[str, Any], Any]:
+    """(config, {netEC, netEP, netD, netC}, pose LSTM whose hidden state is sized for `lstm_batch`)."""
     ref = _reference("drnet")
     config = drnet_config(stage, sizes)
     nets = ref.stage1_networks(config, seed=0, perturb=False)
@@ -275,12 +279,14 @@ def _drnet_nets(stage: int, sizes: dict[str, int], lstm_batch: int):
 
 
 def drnet_step(stage: int, sizes: dict[str, int]) -> Case:
+    """The training scripts' step of `stage` on the re-expressed networks (torch's default init, no perturbation)."""
     config, nets, lstm = _drnet_nets(stage, sizes, sizes["batch_size"])
     step = drnet_stage1_step(nets, config) if stage == 1 else drnet_stage2_step(nets, lstm, config)
     return _loss_case(step, config.batch_size)
 
 
 def drnet_predict(sizes: dict[str, int]) -> Case:
+    """`plot_gen` for predict_steps frames of predict_batch clips on the re-expressed networks."""
     config, nets, lstm = _drnet_nets(2, sizes, sizes["predict_batch"])
     run = drnet_predict_run(nets, lstm, config, sizes["predict_steps"], sizes["predict_batch"])
     return Case(run=run, clips=sizes["predict_batch"], device=torch_device())

@@ -2,10 +2,10 @@
 
     python -m benchmarks.worker SPEC_JSON OUT_JSON
 
-SPEC_JSON: {"job": "case", "case": name, "side": "jax" | "reexpression" | "original", "sizes": {...},
-"steps": n, "warmup": n, "original": path or null, "conv_impl": JAX's config.conv_impl, "glibc_malloc_defaults":
-bool}, or {"job": "matmul", "library":
-"jax" | "torch"}. The result goes to OUT_JSON (the originals print to stdout as they run).
+SPEC_JSON: {"job": "case", "case": name, "side": "jax" | "reexpression" | "original", "sizes": {...}, "steps": n,
+"warmup": n, "original": path or null, "conv_impl": JAX's config.conv_impl, "glibc_malloc_defaults": bool}, or
+{"job": "matmul", "library": "jax" | "torch"}. The result goes to OUT_JSON (the originals print to stdout as they
+run).
 
 A case is measured as follows. JAX: each Program of the case is traced, lowered and compiled ahead of the calls
 (`compile_s`, the sum over programs; the calls then reuse the executables) and its FLOPs per call counted
@@ -92,6 +92,8 @@ def measure(case: Case, steps: int, warmup: int, block: Callable[[Any], Any]) ->
 
 
 def run_case(spec: dict[str, Any]) -> dict[str, Any]:
+    """Build the spec's case on its side (JAX: freed host memory kept first, as the training CLI; the originals:
+    inside the CPU shims, build and runs) and measure it; `build_s` is the build's time (parameter init, ...)."""
     side, name = spec["side"], spec["case"]
     if side == "jax":
         keep = apply_host_memory(spec.get("glibc_malloc_defaults", False))
