@@ -43,7 +43,13 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import machine_fields, write_report  # noqa: E402
-from benchmarks.originals import cpu_shims, import_drnet_original, import_vdsm_original  # noqa: E402
+from benchmarks.originals import (  # noqa: E402
+    build_drnet,
+    build_vdsm,
+    cpu_shims,
+    import_drnet_original,
+    import_vdsm_original,
+)
 
 
 def _config_file(path: str, arg: str):
@@ -111,30 +117,8 @@ def vdsm_parity(original_path: str, batch: int, seq_len: int, workdir: pathlib.P
     orig = import_vdsm_original(original_path)
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(1)
-    enc = orig.modules.Enc(imsize=64, z_dim=z, nc=3, n_expert_components=e)
-    dec = orig.modules.Dec(imsize=64, z_dim=z, nc=3, n_expert_components=e)
-    id_layers = orig.modules.ID_Layers(n_e_w=e)
-    rnn_enc = orig.modules.RNN_encoder(
-        input_dim=z, rnn_dim=h, output_dim=z, n_layers=layers, dropout=config.rnn_dropout
-    )
-    comb = orig.modules.Combiner(z_dim=z, rnn_dim=h, dynamics_dim=d)
-    trans = orig.modules.GatedTransition(z_dim=z, dynamics_dim=d, transition_dim=h)
-    seq = orig.VDSM.VDSM_Seq(
-        rnn_enc=rnn_enc,
-        nc=3,
-        n_e_w=e,
-        id_layers=id_layers,
-        dynamics_dim=d,
-        input_dim=z,
-        comb=comb,
-        trans=trans,
-        hid_dim=h,
-        num_layers_rnn=layers,
-        image_dec=dec,
-        image_enc=enc,
-        imsize=64,
-        temp_min=temperature,
-    )
+    nets = build_vdsm(orig, z, e, d, h, layers, seq_len, rnn_dropout=config.rnn_dropout, temp_min=temperature)
+    seq, enc, dec = nets.seq, nets.enc, nets.dec
     _randomize_zeros(seq, generator)
     with torch.no_grad():  # an order-1 decoder and an encoder whose identity activations do not shrink its codes
         for k in range(1, 6):
@@ -222,15 +206,21 @@ def drnet_parity(original_path: str, batch: int, workdir: pathlib.Path, n_past: 
 
     config = _config_file("configs/drnet/moving_mnist.py", "stage2")
     config.n_past, config.n_future = n_past, n_future
-    orig = import_drnet_original(original_path)
-    models = orig.models
     c_dim, p_dim, nc = config.content_dim, config.pose_dim, config.channels
     torch.manual_seed(3)
     generator = torch.Generator().manual_seed(4)
-    net_ec = models["dcgan_unet_64"].content_encoder(c_dim, nc)
-    net_ep = models["dcgan_64"].pose_encoder(p_dim, nc, normalize=False)
-    net_d = models["dcgan_unet_64"].decoder(c_dim, p_dim, nc)
-    lstm = models["lstm"].lstm(p_dim + c_dim, p_dim, config.rnn_size, config.rnn_layers, batch, False)
+    nets = build_drnet(
+        import_drnet_original(original_path),
+        "dcgan_unet",
+        "dcgan",
+        c_dim,
+        p_dim,
+        nc,
+        rnn_size=config.rnn_size,
+        rnn_layers=config.rnn_layers,
+        batch_size=batch,
+    )
+    net_ec, net_ep, net_d, lstm = (nets[k] for k in ("netEC", "netEP", "netD", "lstm"))
     for net in (net_ec, net_ep, net_d, lstm):
         _randomize_zeros(net, generator)
     videos = _smooth_videos(5, batch, n_past + n_future)

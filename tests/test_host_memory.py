@@ -1,7 +1,7 @@
 """vdcore.host_memory: after keep_freed_memory, a large block freed by a worker thread is reused, not re-faulted.
 
 That is the pattern of XLA:CPU's per-execution buffers (allocated and freed on its worker threads);
-benchmarks/vdsm_step.py measures the effect on the training step.
+`python -m benchmarks.run --glibc_malloc_defaults` measures the training steps without it, for comparison.
 """
 
 import platform

@@ -30,7 +30,7 @@ ENCODER_CHANNELS = (32, 32, 64, 64, 256)
 DECODER_CHANNELS = (512, 256, 128, 64)
 # Frame groups of the encoder's conv stack on CPU. XLA:CPU runs each of these convs (YNNPACK) on one
 # thread, and independent groups run concurrently: 4 groups of 40 frames made the encoder ~1.5x faster
-# forward and ~1.4x forward+backward on the 2-core machine than one batch of 160 (benchmarks/vdsm_step.py).
+# forward and ~1.4x forward+backward on the 2-core machine than one batch of 160 (python -m benchmarks.run --only vdsm_stage1).
 ENCODER_CPU_FRAME_GROUPS = 4
 
 
