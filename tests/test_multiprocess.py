@@ -2,10 +2,12 @@
 many devices: the same losses, every example of an epoch read once by one process, the same global batches,
 and a checkpoint the two wrote resumes in a single process on one device.
 
-One device per process: with several CPU devices in each process, jax 0.10.2's CPU runtime returns outputs
-that should be replicated with different values in different processes for these models (NumPyro's ELBO
-value in VDSM, DRNet's similarity loss; parameters and per-term values agree), while one device per process
-matches a single process exactly. GPU and TPU runs use NCCL / ICI collectives, not gloo."""
+One device per process: with two CPU devices in each process, jax 0.10.2's CPU runtime returned, for the same
+program and inputs, different values from run to run (VDSM's ELBO at step 1: 1807.75 in one run, 102347.85 -
+the single-process value - in the next, with jax_cpu_enable_async_dispatch off as well as on; parameters and
+the per-site ELBO terms agreed), while a small NumPyro ELBO over a sharded batch and one device per process
+match a single process exactly. A race in the CPU collectives, not in this code; GPU and TPU runs use NCCL /
+ICI collectives, not gloo."""
 
 import json
 import os
