@@ -1,13 +1,13 @@
-"""Two processes (jax.distributed over localhost, CPU collectives through gloo) train like one process with as
-many devices: the same losses, every example of an epoch read once by one process, the same global batches,
-and a checkpoint the two wrote resumes in a single process on one device.
+"""Two processes of one CPU device each (jax.distributed over localhost, CPU collectives through gloo) train
+like one process with two devices: the same losses, every example of an epoch read once by one process, the same global batches,
+and a checkpoint the two wrote resumes in a single process on one device. (Two devices per process: README,
+"Several GPUs, hosts or a TPU slice".)
 
-One device per process: with two CPU devices in each process, jax 0.10.2's CPU runtime returned, for the same
-program and inputs, different values from run to run (VDSM's ELBO at step 1: 1807.75 in one run, 102347.85 -
-the single-process value - in the next, with jax_cpu_enable_async_dispatch off as well as on; parameters and
-the per-site ELBO terms agreed), while a small NumPyro ELBO over a sharded batch and one device per process
-match a single process exactly. A race in the CPU collectives, not in this code; GPU and TPU runs use NCCL /
-ICI collectives, not gloo."""
+The processes run with different PYTHONHASHSEED values, as processes on different hosts do: a step whose
+Python code followed hash order (numpyro 0.19's Trace_ELBO adds its sites in `set` order) traced a different
+program in each process, XLA paired different gradients in their all-reduce, and about one run in three
+trained on wrong sums (tiny VDSM, step-1 loss 141.3 or 1807.7 instead of 102347.9). The loop now refuses to
+start when the processes' programs differ (vdcore.loop._check_same_program)."""
 
 import json
 import os
@@ -27,7 +27,8 @@ LOSS_KEYS = {"vdsm": ("loss",), "drnet": ("loss", "rec_loss", "sim_loss", "disc_
 
 
 def _start(model: str, workdir, data_dir: str, index_file, devices: int, *cluster) -> subprocess.Popen:
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    hash_seed = str(1 + (int(cluster[2]) if cluster else 2))  # a different one in every process
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "PYTHONHASHSEED": hash_seed}
     command = [sys.executable, "tests/multiprocess_run.py", model, str(workdir), data_dir, str(index_file)]
     command += [str(c) for c in cluster]
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -103,6 +103,22 @@ def test_elbo_equals_hand_written_estimate(setup, stage):
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("stage,num_particles", [(1, 1), (2, 1), (1, 3)])
+def test_elbo_is_numpyros_trace_elbo(setup, stage, num_particles):
+    """The same estimate as numpyro.infer.Trace_ELBO (same key split and particles), only the sites' order of
+    addition fixed."""
+    modules, videos = setup
+    params = modules.init(jax.random.key(0), stage)
+    rng = jax.random.key(11)
+    model, guide = objectives.MODEL_AND_GUIDE[stage]
+    args = (modules, params, videos, ANNEAL)
+    expected = jax.jit(
+        lambda key: numpyro.infer.Trace_ELBO(num_particles=num_particles).loss(key, {}, model, guide, *args)
+    )(rng)
+    loss = objectives.elbo_loss(modules, stage, params, videos, ANNEAL, rng, num_particles)
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("stage", [1, 2])
 def test_terms_add_up_to_the_loss(setup, stage):
     modules, videos = setup

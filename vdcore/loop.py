@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 import os
 from collections.abc import Callable
@@ -141,6 +142,26 @@ def _stop_agreed(requested: bool) -> bool:
     return bool(np.any(multihost_utils.process_allgather(np.asarray(requested))))
 
 
+def _check_same_program(jitted: Any, *args: Any) -> None:
+    """Raise unless every process traced the same program for `jitted(*args)` (multi-process runs only).
+
+    JAX runs one program per process and pairs their collectives by position; a program whose operations
+    follow a Python set's or dict's hash order (PYTHONHASHSEED differs per process) silently pairs different
+    gradients in the all-reduce (numpyro 0.19's Trace_ELBO did; vdsm_jax.objectives.elbo_loss). The digest
+    of the lowered StableHLO is compared once, before the first step.
+    """
+    text = jitted.lower(*args).as_text()
+    digest = np.frombuffer(hashlib.sha256(text.encode()).digest(), np.uint8)
+    digests = np.asarray(multihost_utils.process_allgather(digest)).reshape(jax.process_count(), -1)
+    differing = [p for p in range(len(digests)) if not np.array_equal(digests[p], digests[0])]
+    if differing:
+        raise RuntimeError(
+            f"processes {differing} traced a different training step from process 0 (StableHLO digests differ), "
+            "so their collectives would pair wrong values; the step's Python code must not depend on hash order "
+            "or on the process (set PYTHONHASHSEED to one value in every process to find out whether it does)"
+        )
+
+
 def run(
     config: ml_collections.ConfigDict, workdir: str, model: Model, stop_after_steps: int | None = None
 ) -> dict[str, Any]:
@@ -204,6 +225,8 @@ def run(
                         acc = replicate(
                             _initial_accumulator(model, jax.eval_shape(model.train_step, state, videos)[1]), mesh
                         )
+                        if jax.process_count() > 1:
+                            _check_same_program(step_fn, state, acc, videos)
                     terms = terms_fn(state, videos) if (log_due and terms_fn is not None) else None
                     state, acc = step_fn(state, acc, videos)
                 rate.tick()

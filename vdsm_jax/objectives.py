@@ -15,7 +15,7 @@ Stage 2 (Seq):     ID as stage 1;  dz (B, D) ~ N(0, 1/D) ·anneal_dynamics;  z_0
                    Guide: dz from the bidirectional LSTM over the frozen encoder's z_loc;
                    z_0..z_{T-1} from the LSTM decoder + combiner, each ·anneal_t.
 Markov chains run with `numpyro.contrib.control_flow.scan`; batches are plates.
-The loss is NumPyro's `Trace_ELBO` (one particle by default).
+The loss is NumPyro's `Trace_ELBO` estimate (one particle by default), its sites added in trace order (`elbo_loss`).
 """
 
 from __future__ import annotations
@@ -148,10 +148,23 @@ def elbo_loss(
     rng: jax.Array,
     num_particles: int = 1,
 ) -> jax.Array:
-    """NumPyro's negative ELBO (summed over the batch) for the stage's model and guide."""
-    model, guide = MODEL_AND_GUIDE[stage]
-    elbo = numpyro.infer.Trace_ELBO(num_particles=num_particles)
-    return elbo.loss(rng, {}, model, guide, modules, params, videos, anneal)
+    """The negative ELBO (summed over the batch) of the stage's model and guide: NumPyro's `Trace_ELBO` estimate
+    (the same key split, the same per-site scaled log-densities, `num_particles` particles averaged), with the
+    sites added in the model's trace order.
+
+    Trace_ELBO (numpyro 0.19) adds its sites in the order of a Python `set` of their names, which changes with
+    PYTHONHASHSEED: every process of a multi-process run then traced a different program, and XLA paired the
+    processes' gradient all-reduces wrongly (two CPU processes trained on wrong sums in about one run in three).
+    Summing in trace order makes the program the same in every process; tests check it against Trace_ELBO and
+    across hash seeds.
+    """
+
+    def one_particle(key: jax.Array) -> jax.Array:
+        return sum(elbo_terms(modules, stage, params, videos, anneal, key).values())
+
+    if num_particles == 1:
+        return one_particle(rng)
+    return jnp.mean(jax.vmap(one_particle)(jax.random.split(rng, num_particles)))
 
 
 def _guide_and_model_traces(stage: int, guide, args: tuple, rng: jax.Array, latents: Mapping | None = None):
