@@ -51,11 +51,13 @@ class VDSMModules:
     encoder_act_slope: float
     conv_impl: str
     decoder_conv_impl: str
+    devices: int = 1
 
     @classmethod
     def from_config(cls, config: Any) -> VDSMModules:
         """The modules of `config`; the convolution formulations are decided here, once, from the backend and
-        the device count, and every layer is handed the answer.
+        the device count, and every layer is handed the answer (the encoder groups its frames so that no group
+        straddles two devices' shares of the batch).
 
         The decoder's per-sequence kernel blend uses the 'fast' formulation whenever the batch is split over
         several devices: XLA's SPMD partitioner cannot split the batch-grouped convolution that the 'xla'
@@ -75,11 +77,12 @@ class VDSMModules:
             encoder_act_slope=config.encoder_act_slope,
             conv_impl=impl,
             decoder_conv_impl=decoder_impl,
+            devices=jax.device_count(),
         )
 
     @property
     def encoder(self) -> ImageEncoder:
-        return ImageEncoder(self.z_dim, self.n_e_w, self.encoder_act_slope, self.conv_impl)
+        return ImageEncoder(self.z_dim, self.n_e_w, self.encoder_act_slope, self.conv_impl, devices=self.devices)
 
     @property
     def decoder(self) -> MoEDecoder:

@@ -16,6 +16,7 @@ Every default initialisation reproduces torch's.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -78,13 +79,15 @@ class ImageEncoder(nn.Module):
     64→63→32→31→16→15→8→7→4→1. `act_slope` is the LeakyReLU slope of the conv stack:
     the original passes `True` as negative_slope, i.e. 1.0 (the identity); kept as default.
     With the 'fast' (CPU) convolutions the frames run through the conv stack in
-    ENCODER_CPU_FRAME_GROUPS independent groups (same parameters, results concatenated).
+    up to ENCODER_CPU_FRAME_GROUPS independent groups of strided frames (same parameters; `_in_frame_groups`).
     """
 
     z_dim: int
     n_e_w: int
     act_slope: float = 1.0
     conv_impl: str | None = None
+    frame_groups: int | None = None  # None: ENCODER_CPU_FRAME_GROUPS with the 'fast' convolutions, else 1
+    devices: int = 1  # the frames are split over this many devices along N (data parallelism)
 
     @nn.compact
     def __call__(self, frames: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -101,9 +104,7 @@ class ImageEncoder(nn.Module):
                     h = blur_pool(h, impl=self.conv_impl)
             return h
 
-        groups = ENCODER_CPU_FRAME_GROUPS if (self.conv_impl or default_impl()) == "fast" else 1
-        groups = max(1, min(groups, frames.shape[0]))
-        h = jnp.concatenate([conv_stack(part) for part in jnp.array_split(frames, groups)], axis=0)
+        h = _in_frame_groups(conv_stack, frames, self._frame_groups(frames.shape[0]))
         if h.shape[1:3] != (1, 1):
             raise ValueError(f"ImageEncoder expects 64x64 frames; got input {frames.shape[1:3]}, features {h.shape}")
         h = h.reshape(h.shape[0], -1)
@@ -111,6 +112,30 @@ class ImageEncoder(nn.Module):
         hid = nn.leaky_relu(TorchDense(128, name="BC_1")(h), LEAKY_SLOPE)
         id_loc, id_scale = split_loc_scale(TorchDense(2 * self.n_e_w, name="BC_2")(hid), self.n_e_w)
         return z_loc, z_scale, id_loc, id_scale
+
+    def _frame_groups(self, num_frames: int) -> int:
+        """The most groups up to `frame_groups` that divide every device's share of the frames."""
+        groups = self.frame_groups
+        if groups is None:
+            groups = ENCODER_CPU_FRAME_GROUPS if (self.conv_impl or default_impl()) == "fast" else 1
+        per_device = num_frames // self.devices if num_frames % self.devices == 0 else num_frames
+        return math.gcd(groups, per_device)
+
+
+def _in_frame_groups(apply: Callable[[jax.Array], jax.Array], frames: jax.Array, groups: int) -> jax.Array:
+    """`apply` (per-frame) over frames (N, ...) in `groups` independent groups, N divisible by `groups`.
+
+    Group i holds frames i, i + groups, i + 2 groups, ... (a reshape to (N / groups, groups, ...)), so that
+    with the frames split over devices along N (data parallelism), every device keeps its own frames
+    whenever its share divides by `groups`: contiguous groups (array_split) straddle the devices' shares
+    and made XLA's partitioner move frames between devices (collective-permutes and all-to-alls in every
+    step).
+    """
+    if groups == 1:
+        return apply(frames)
+    strided = frames.reshape(frames.shape[0] // groups, groups, *frames.shape[1:])
+    out = jnp.stack([apply(strided[:, i]) for i in range(groups)], axis=1)
+    return out.reshape(frames.shape[0], *out.shape[2:])
 
 
 class IDLayers(nn.Module):
