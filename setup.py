@@ -39,7 +39,12 @@ setup(
     packages=find_packages(include=["vdsm_jax*", "drnet_jax*", "data_prep*", "vdcore*", "vdeval*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest==9.2.0", "ruff==0.17.6", "torch==2.13.0"],  # torch: the parity tests against the originals
+        "test": [
+            "pytest==9.2.0",
+            "pytest-xdist==3.8.0",
+            "ruff==0.17.6",
+            "torch==2.13.0",
+        ],  # torch: the parity tests against the originals; xdist: the suite on two worker processes
         # Running the originals' own code (benchmarks/originals.py): their other imports besides torch.
         "bench": ["torch==2.13.0", "pyro-ppl==1.9.1", "antialiased-cnns==0.3"],
     },
