@@ -86,7 +86,6 @@ class ImageEncoder(nn.Module):
     n_e_w: int
     act_slope: float = 1.0
     conv_impl: str | None = None
-    frame_groups: int | None = None  # None: ENCODER_CPU_FRAME_GROUPS with the 'fast' convolutions, else 1
     devices: int = 1  # the frames are split over this many devices along N (data parallelism)
 
     @nn.compact
@@ -114,10 +113,9 @@ class ImageEncoder(nn.Module):
         return z_loc, z_scale, id_loc, id_scale
 
     def _frame_groups(self, num_frames: int) -> int:
-        """The most groups up to `frame_groups` that divide every device's share of the frames."""
-        groups = self.frame_groups
-        if groups is None:
-            groups = ENCODER_CPU_FRAME_GROUPS if (self.conv_impl or default_impl()) == "fast" else 1
+        """With the 'fast' convolutions, the most groups up to ENCODER_CPU_FRAME_GROUPS that divide every device's
+        share of the frames; otherwise 1."""
+        groups = ENCODER_CPU_FRAME_GROUPS if (self.conv_impl or default_impl()) == "fast" else 1
         per_device = num_frames // self.devices if num_frames % self.devices == 0 else num_frames
         return math.gcd(groups, per_device)
 

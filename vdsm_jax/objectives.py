@@ -155,8 +155,8 @@ def elbo_loss(
     Trace_ELBO (numpyro 0.19) adds its sites in the order of a Python `set` of their names, which changes with
     PYTHONHASHSEED: every process of a multi-process run then traced a different program, and XLA paired the
     processes' gradient all-reduces wrongly (two CPU processes trained on wrong sums in about one run in three).
-    Summing in trace order makes the program the same in every process; tests check it against Trace_ELBO and
-    across hash seeds.
+    Summing in trace order makes the program the same in every process (tests/test_vdsm_objectives.py checks the
+    value against Trace_ELBO; tests/test_multiprocess.py runs processes with different PYTHONHASHSEEDs).
     """
 
     def one_particle(key: jax.Array) -> jax.Array:
