@@ -29,6 +29,10 @@ def main(model: str, workdir: str, data_dir: str, index_file: str, *cluster: str
         config.bs = 4
     else:  # SGD: Adam's first step, lr·sign(g), would turn rounding noise in exactly-zero gradients into ±lr
         config.optimizer = "sgd"
+        # Batch 8: with 4 clips (one per device) the freshly initialised content encoder's update is ill-conditioned
+        # on these mostly black frames: a 1e-7 relative change of the input pixels changes it by 23 %, so runs
+        # that only sum in another order (1 vs 4 devices in one process, too) part after the first step.
+        config.batch_size = 8
     read = []
     real = train.make_train_batches
 
