@@ -167,12 +167,13 @@ def test_a_training_command_ends_with_the_evaluation_table(
     config = load_config_file("configs/vdsm/tiny.py")
     assert vdsm_evaluate.after_training(config, run) is None  # evaluation is off unless a config turns it on
     config.data_dir = data_dir
-    config.evaluation.update(enabled=True, judge_steps=6, max_clips=6, max_probe_clips=12)
+    config.evaluation.update(enabled=True, judge_steps=6, max_clips=6, max_probe_clips=12, judge_centroid_crop=16)
     monkeypatch.setattr(after_training, "default_config", lambda: tiny_judge_config(data_dir, 0))
     result = vdsm_evaluate.after_training(config, run)
 
-    judge = os.path.join(data_dir, "judges", "moving_mnist-smoke-T3-s6")
+    judge = os.path.join(data_dir, "judges", "moving_mnist-smoke-T3-s6-c16")
     assert result["metrics"]["judge"]["workdir"] == judge and result["metrics"]["seq_len"] == 3
+    assert TrainedJudge.from_workdir(judge).model.centroid_crop == 16
     assert result["metrics"]["judge"]["report"]["steps"] == 6  # trained for judge_steps, scored on the test clips
     printed = capsys.readouterr().out
     assert f"training the judge of moving_mnist/smoke (T 3) into {judge}" in printed

@@ -120,8 +120,47 @@ def test_pooled_frame_logits_add_the_frame_heads_mean_and_deeper_levels_round_tr
     count = lambda tree: sum(x.size for x in jax.tree.leaves(tree))  # noqa: E731
     assert count(deep_params) > count(params)  # one extra 3x3 convolution per level
     head_json = [Head(n, k, IDENTITY if f else DYNAMICS, "x").to_json() for n, k, f in heads]
-    network = {**sizes, "convs_per_level": 2, "pool_frame_logits": True}
+    network = {**sizes, "convs_per_level": 2, "pool_frame_logits": True, "centroid_crop": 16}
     rebuilt = judge_network({"heads": head_json, "network": network})
-    assert (rebuilt.convs_per_level, rebuilt.pool_frame_logits) == (2, True)
+    assert (rebuilt.convs_per_level, rebuilt.pool_frame_logits, rebuilt.centroid_crop) == (2, True, 16)
     older = judge_network({"heads": head_json, "network": sizes})  # a judge saved before the two settings
-    assert (older.convs_per_level, older.pool_frame_logits) == (1, False)
+    assert (older.convs_per_level, older.pool_frame_logits, older.centroid_crop) == (1, False, 0)
+
+
+def test_centre_of_mass_is_the_intensity_weighted_pixel_and_a_blank_frames_middle():
+    from vdeval.judge_model import centre_of_mass
+
+    frames = np.zeros((3, 8, 12, 2), np.float32)  # non-square, two channels
+    frames[0, 2, 9, 1] = 1.0
+    frames[1, 1, 1, 0], frames[1, 5, 3, 1] = 3.0, 1.0  # weights 3 : 1 → (2, 1.5)
+    np.testing.assert_allclose(centre_of_mass(frames), [[2, 9], [2, 1.5], [3.5, 5.5]], atol=1e-6)
+
+
+def test_centroid_windows_follow_the_digit_and_stay_inside_the_frame():
+    import jax
+    import jax.numpy as jnp
+
+    from vdeval.judge_model import Judge, centroid_windows
+
+    glyph = np.zeros((6, 5, 3), np.float32)
+    glyph[1:5, 2] = 1.0
+    glyph[1, 1:4] = 0.5
+    frames = np.zeros((4, 32, 32, 3), np.float32)
+    for n, (r, c) in enumerate([(3, 4), (20, 11), (13, 17), (0, 27)]):  # the last one touches two edges
+        frames[n, r : r + 6, c : c + 5] = glyph
+    crops, position = centroid_windows(jnp.asarray(frames), 16)
+    assert crops.shape == (4, 16, 16, 3)
+    np.testing.assert_array_equal(crops[1], crops[2])  # away from the edges: the same window, wherever the digit is
+    for crop in np.asarray(crops):
+        assert crop.sum() == glyph.sum()  # the whole digit is inside each window, edges included
+    assert np.all(np.abs(np.asarray(position)) <= 1) and position[3, 0] < -0.8 and position[3, 1] > 0.8
+
+    heads = (("digit", 10, True), ("direction", 9, False))
+    judge = Judge(heads=heads, frame_features=16, hidden=8, width=8, resolution=16, centroid_crop=16)
+    videos = jnp.asarray(frames[[1, 2]][:, None].repeat(3, 1))  # B 2, T 3: the same digit at two places
+    params = judge.init(jax.random.key(0), videos)["params"]
+    out = judge.apply({"params": params}, videos)
+    assert out["frame_logits"]["digit"].shape == (2, 3, 10)
+    assert not np.allclose(out["frame_logits"]["digit"][0], out["frame_logits"]["digit"][1])  # the position counts
+    with pytest.raises(ValueError, match="centroid_crop must be a power of two >= 8; got 12"):
+        Judge(heads=heads, centroid_crop=12).init(jax.random.key(0), videos)

@@ -84,6 +84,7 @@ def evaluation_config() -> ml_collections.ConfigDict:
             "judge_seq_len": 0,  # 0 = the last stage's seq_len (the length of the clips the model generates)
             "judge_steps": 1500,
             "judge_augment_strength": 0.0,  # > 0: random affine digit shapes while the judge trains (vdeval.judge_augment)
+            "judge_centroid_crop": 0,  # > 0: the judge's CNN sees this wide a window about each frame's centre of mass
             "seeds": (0, 1, 2),
             "max_clips": 400,
             "max_probe_clips": 1000,

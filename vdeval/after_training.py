@@ -26,11 +26,20 @@ EvaluateFn = Callable[..., dict[str, Any]]
 
 
 def judge_workdir(
-    data_dir: str, dataset: str, dataset_config: str, seq_len: int, steps: int, augment_strength: float = 0.0
+    data_dir: str,
+    dataset: str,
+    dataset_config: str,
+    seq_len: int,
+    steps: int,
+    augment_strength: float = 0.0,
+    centroid_crop: int = 0,
 ) -> str:
-    """<data_dir>/judges/<dataset>-<config>-T<seq_len>-s<steps>[-a<augment strength>]: one judge per setting."""
+    """<data_dir>/judges/<dataset>-<config>-T<seq_len>-s<steps>[-a<augment strength>][-c<crop>]: one judge per
+    setting."""
     augment = f"-a{augment_strength:g}" if augment_strength else ""
-    return os.path.join(data_dir, "judges", f"{dataset}-{dataset_config or 'default'}-T{seq_len}-s{steps}{augment}")
+    crop = f"-c{centroid_crop}" if centroid_crop else ""
+    name = f"{dataset}-{dataset_config or 'default'}-T{seq_len}-s{steps}{augment}{crop}"
+    return os.path.join(data_dir, "judges", name)
 
 
 def last_stage_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -50,8 +59,8 @@ def ensure_judge(config: ml_collections.ConfigDict, clip_len: int) -> str | None
         return e.judge
     dataset_config = e.judge_dataset_config or config.dataset_config
     seq_len = int(e.judge_seq_len) or int(clip_len)
-    augment = float(e.judge_augment_strength)
-    workdir = judge_workdir(config.data_dir, config.dataset, dataset_config, seq_len, int(e.judge_steps), augment)
+    augment, crop = float(e.judge_augment_strength), int(e.judge_centroid_crop)
+    workdir = judge_workdir(config.data_dir, config.dataset, dataset_config, seq_len, int(e.judge_steps), augment, crop)
     report = os.path.join(workdir, REPORT_FILE)
     if os.path.isfile(report):
         with open(report) as f:
@@ -66,6 +75,7 @@ def ensure_judge(config: ml_collections.ConfigDict, clip_len: int) -> str | None
         seq_len=seq_len,
         steps=int(e.judge_steps),
         augment_strength=augment,
+        centroid_crop=crop,
     )
     print(f"training the judge of {config.dataset}/{dataset_config} (T {seq_len}) into {workdir}")
     result = train_and_evaluate(judge, workdir)

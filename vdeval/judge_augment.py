@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from vdeval.judge_model import centre_of_mass
+
 
 def random_affines(key: jax.Array, count: int, strength: float) -> jax.Array:
     """(count, 2, 2) linear maps: rotation U(±strength) rad, log-scale U(±strength), shear U(±strength)."""
@@ -34,12 +36,7 @@ def warp_about_centroid(frame: jax.Array, linear: jax.Array) -> jax.Array:
     """
     h, w, c = frame.shape
     rows, cols = jnp.meshgrid(jnp.arange(h, dtype=frame.dtype), jnp.arange(w, dtype=frame.dtype), indexing="ij")
-    mass = frame.sum(-1)
-    total = mass.sum()
-    middle = jnp.array([(h - 1) / 2, (w - 1) / 2], frame.dtype)
-    centre = jnp.where(
-        total > 0, jnp.stack([(mass * rows).sum(), (mass * cols).sum()]) / jnp.maximum(total, 1e-6), middle
-    )
+    centre = centre_of_mass(frame[None])[0]
     offsets = jnp.stack([rows - centre[0], cols - centre[1]], -1) @ jnp.linalg.inv(linear).T
     source = offsets + centre
     coordinates = [source[..., 0], source[..., 1]]

@@ -67,6 +67,7 @@ def default_config() -> ml_collections.ConfigDict:
             "resolution": 32,  # frames are averaged down to this many pixels (vdeval.judge_model.FrameEncoder)
             "convs_per_level": 1,  # convolutions per resolution level of the frame CNN (1: DCGAN's)
             "pool_frame_logits": False,  # identity heads also average their per-frame logits over the clip
+            "centroid_crop": 0,  # > 0: the frame CNN sees a window this wide about each frame's centre of mass
             "seed": 0,
             "save_every": 250,
             "log_every": 50,
@@ -88,6 +89,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             raise ConfigValueError(f"config.{name} must be in [{low:g}, {high:g}), got {config[name]!r}")
     if not 0.0 <= config.augment_strength <= 1.0:
         raise ConfigValueError(f"config.augment_strength must be in [0, 1], got {config.augment_strength!r}")
+    crop = config.centroid_crop
+    if crop != 0 and (crop < 8 or crop & (crop - 1)):
+        raise ConfigValueError(f"config.centroid_crop must be 0 (off) or a power of two >= 8, got {crop!r}")
     if config.seq_len < 0:
         raise ConfigValueError(f"config.seq_len must be >= 0 (0: the dataset's clip length), got {config.seq_len}")
 
@@ -110,6 +114,7 @@ def _meta(
             "resolution": config.resolution,
             "convs_per_level": config.convs_per_level,
             "pool_frame_logits": config.pool_frame_logits,
+            "centroid_crop": config.centroid_crop,
         },
         "optimizer": {
             "lr": config.lr,

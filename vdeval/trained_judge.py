@@ -54,8 +54,9 @@ def judge_network(meta: Mapping[str, Any]) -> Judge:
         hidden=net["hidden"],
         width=net["width"],
         resolution=net["resolution"],
-        convs_per_level=net.get("convs_per_level", 1),  # judges trained before these two settings existed
+        convs_per_level=net.get("convs_per_level", 1),  # judges trained before these settings existed
         pool_frame_logits=net.get("pool_frame_logits", False),
+        centroid_crop=net.get("centroid_crop", 0),
     )
 
 

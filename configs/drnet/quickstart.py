@@ -35,13 +35,15 @@ def get_config(stage: str = "both"):
     c.stage2.update({"niter": 3, "epoch_size": 50, "lr": 1e-3})  # 5x the original's LSTM lr: 150 steps only
     # Ends by printing the evaluation table (vdeval.after_training). The judge reads the digit of single frames
     # (predicted ones too), so it trains once on one_digit's 20,000 clips (the quickstart's 2,000 let it memorise
-    # the digit instances: 90 % held-out) with random affine shapes, into <data_dir>/judges/.
+    # the digit instances: 90 % held-out) with random affine shapes, looking through a 32 px window about each
+    # frame's centre of mass (97.75 % held-out digit accuracy, 3,000 steps in 408 s), into <data_dir>/judges/.
     c.evaluation.update(
         {
             "enabled": True,
             "judge_dataset_config": "one_digit",
             "judge_steps": 3000,
             "judge_augment_strength": 0.15,
+            "judge_centroid_crop": 32,
             "max_clips": 200,
             "max_probe_clips": 500,
             "horizon": 100,
