@@ -71,7 +71,7 @@ def accuracy_bars(
     for name, level in (chance or {}).items():
         ax.axhline(level, linestyle="--", linewidth=1, color=colours.get(name, "grey"), label=f"chance ({name})")
     ax.set_xticks(positions)
-    ax.set_xticklabels(group_names)
+    ax.set_xticklabels(group_names, rotation=20, ha="right")  # mode names run into each other level
     ax.set_ylim(0.0, 1.0)
     ax.set_ylabel("accuracy")
     if title:
