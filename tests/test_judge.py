@@ -164,3 +164,16 @@ def test_centroid_windows_follow_the_digit_and_stay_inside_the_frame():
     assert not np.allclose(out["frame_logits"]["digit"][0], out["frame_logits"]["digit"][1])  # the position counts
     with pytest.raises(ValueError, match="centroid_crop must be a power of two >= 8; got 12"):
         Judge(heads=heads, centroid_crop=12).init(jax.random.key(0), videos)
+
+
+@pytest.mark.parametrize("crop", [4, 12, -8])
+def test_a_centroid_crop_the_frame_cnn_cannot_take_is_refused_before_any_data_is_read(crop):
+    from vdcore.run_config import ConfigValueError
+    from vdeval.judge_train import check_config, default_config
+
+    config = default_config()
+    config.centroid_crop = crop
+    with pytest.raises(
+        ConfigValueError, match=f"config.centroid_crop must be 0 \\(off\\) or a power of two >= 8, got {crop}"
+    ):
+        check_config(config)

@@ -23,6 +23,11 @@ from vdcore.layers import Conv2D
 from vdcore.rnn import LSTM
 
 
+def is_power_of_two_from_8(size: int) -> bool:
+    """Whether the frame CNN's stride-2 levels can take `size` px (frames, or a centroid window) down to 4 px."""
+    return size >= 8 and not size & (size - 1)
+
+
 def average_pool(frames: jax.Array, resolution: int) -> jax.Array:
     """(N, S, S, C) → (N, r, r, C) by averaging S/r x S/r blocks (identity when S <= r)."""
     n, size, _, c = frames.shape
@@ -73,11 +78,11 @@ class FrameEncoder(nn.Module):
     @nn.compact
     def __call__(self, frames: jax.Array) -> jax.Array:
         size = frames.shape[1]
-        if frames.shape[2] != size or size < 8 or size & (size - 1):
+        if frames.shape[2] != size or not is_power_of_two_from_8(size):
             raise ValueError(f"the judge's frames must be square with a power-of-two size >= 8; got {frames.shape}")
         position = None
         if self.centroid_crop:
-            if self.centroid_crop < 8 or self.centroid_crop & (self.centroid_crop - 1):
+            if not is_power_of_two_from_8(self.centroid_crop):
                 raise ValueError(f"centroid_crop must be a power of two >= 8; got {self.centroid_crop}")
             frames, position = centroid_windows(frames, self.centroid_crop)
         x, channels = average_pool(frames, self.resolution), self.width

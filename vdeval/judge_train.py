@@ -33,7 +33,7 @@ from vdcore.training import host_scalars, save_or_stop
 from vdeval.factors import head_classes
 from vdeval.judge_augment import augment_clips
 from vdeval.judge_data import JudgeData, judge_data
-from vdeval.judge_model import Judge
+from vdeval.judge_model import Judge, is_power_of_two_from_8
 from vdeval.trained_judge import (
     META_FORMAT,
     REPORT_FILE,
@@ -90,7 +90,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if not 0.0 <= config.augment_strength <= 1.0:
         raise ConfigValueError(f"config.augment_strength must be in [0, 1], got {config.augment_strength!r}")
     crop = config.centroid_crop
-    if crop != 0 and (crop < 8 or crop & (crop - 1)):
+    if crop != 0 and not is_power_of_two_from_8(crop):
         raise ConfigValueError(f"config.centroid_crop must be 0 (off) or a power of two >= 8, got {crop!r}")
     if config.seq_len < 0:
         raise ConfigValueError(f"config.seq_len must be >= 0 (0: the dataset's clip length), got {config.seq_len}")
