@@ -157,11 +157,13 @@ def test_centroid_windows_follow_the_digit_and_stay_inside_the_frame():
 
     heads = (("digit", 10, True), ("direction", 9, False))
     judge = Judge(heads=heads, frame_features=16, hidden=8, width=8, resolution=16, centroid_crop=16)
-    videos = jnp.asarray(frames[[1, 2]][:, None].repeat(3, 1))  # B 2, T 3: the same digit at two places
+    videos = jnp.asarray(frames[[1, 2, 0]][:, None].repeat(4, 1))  # B 3, T 4: the same digit at three places
     params = judge.init(jax.random.key(0), videos)["params"]
     out = judge.apply({"params": params}, videos)
-    assert out["frame_logits"]["digit"].shape == (2, 3, 10)
+    assert out["frame_logits"]["digit"].shape == (3, 4, 10)
     assert not np.allclose(out["frame_logits"]["digit"][0], out["frame_logits"]["digit"][1])  # the position counts
+    alone = judge.apply({"params": params}, videos[2:3])  # a clip is judged alike alone and in a batch
+    np.testing.assert_allclose(alone["logits"]["digit"][0], out["logits"]["digit"][2], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="centroid_crop must be a power of two >= 8; got 12"):
         Judge(heads=heads, centroid_crop=12).init(jax.random.key(0), videos)
 
