@@ -247,5 +247,10 @@ def test_configs_keep_the_original_flags_and_defaults():
         load_config_file("configs/drnet/kth.py", "64,content=unet")
 
     quick = load_config_file("configs/drnet/quickstart.py")
-    assert quick.stage == 0 and quick.dataset_config == "quickstart" and quick.gen_horizon == 200
+    assert quick.stage == 0 and quick.dataset_config == "quickstart_ids48" and quick.gen_horizon == 200
+    vdsm_quick = load_config_file("configs/vdsm/quickstart.py")  # the two quickstarts share one judge
+    for field in ("dataset_config", "judge_steps", "judge_augment_strength", "judge_centroid_crop"):
+        vdsm_value = vdsm_quick.evaluation[field] if field.startswith("judge") else vdsm_quick[field]
+        assert (quick.evaluation if field.startswith("judge") else quick)[field] == vdsm_value, field
+    assert quick.evaluation.judge_seq_len == vdsm_quick.stage2.seq_len
     assert quick.n_past + quick.n_future <= 16 and quick.max_step <= 16  # the quickstart clips have 16 frames
