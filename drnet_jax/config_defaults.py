@@ -13,7 +13,7 @@ from __future__ import annotations
 import ml_collections
 
 from data_prep.samplers import FourFrameSampler
-from vdcore.run_config import CONV_IMPLS, ConfigValueError, check_ranges, evaluation_config
+from vdcore.run_config import CONV_IMPLS, ConfigValueError, check_keep_period, check_ranges, evaluation_config
 from vdcore.run_config import stage_config as stage_config  # re-exported
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -77,6 +77,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model_save_interval = 1  # epochs (the original saves every epoch)
     c.model_test_interval = 1  # epochs (the original plots every epoch); 0 writes no pictures
     c.keep_checkpoints = 3
+    # Epochs: the checkpoints at multiples of it are kept besides the newest keep_checkpoints (a multiple of
+    # model_save_interval; 0 = none), so the accuracy-vs-training-time curve can be read from them (vdeval.curve).
+    c.keep_period = 0
     c.log_every_steps = 10
     c.num_test_sequences = 10  # rows of the pictures (the original plots 10)
     c.gen_horizon = 200  # frames predicted after n_past for the long-generation GIF (stage 2)
@@ -102,6 +105,7 @@ CHOICES = {"optimizer": OPTIMIZERS, "frame_selection": FourFrameSampler.SELECTIO
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Raise ConfigValueError naming the field for settings no run can use (before any data or compile work)."""
     check_ranges(config, POSITIVE_INTS, POSITIVE_FLOATS, CHOICES)
+    check_keep_period(config)
     if config.batch_size < 2:
         raise ConfigValueError(
             f"config.batch_size must be >= 2 (the scene discriminator splits it in halves), got {config.batch_size}"

@@ -91,11 +91,13 @@ def evaluate(
     max_probe_clips: int = 1000,
     horizon: int = 100,
     out: str | None = None,
+    step: int | None = None,
     **_: Any,
 ) -> dict[str, Any]:
-    """Evaluate the run in `workdir` with the judge in `judge_dir`; writes the report → {metrics, markdown, paths}."""
+    """Evaluate the run in `workdir` (its checkpoint `step`; None: the newest) with the judge in `judge_dir`;
+    writes the report → {metrics, markdown, paths}."""
     stage_dir = stage_workdir(workdir)
-    model = DRNet.from_checkpoint(stage_dir)
+    model = DRNet.from_checkpoint(stage_dir, step=step)
     judge = TrainedJudge.from_workdir(judge_dir)
     config = model.config
     shape = (int(config.image_width), int(config.channels))

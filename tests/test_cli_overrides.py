@@ -87,6 +87,7 @@ VDSM_BAD = [
     ("conv_impl", "gpu", "config.conv_impl must be one of ('auto', 'fast', 'xla'), got 'gpu'"),
     ("model_save_interval", 0, "config.model_save_interval must be an integer >= 1, got 0"),
     ("model_test_interval", -1, "config.model_test_interval must be >= 0"),
+    ("keep_period", 15, "config.keep_period (15 epochs) must be a multiple of config.model_save_interval (10)"),
 ]
 
 
@@ -99,6 +100,7 @@ DRNET_BAD = [
     ("optimizer", "adamw", "config.optimizer must be one of ('adam', 'rmsprop', 'sgd'), got 'adamw'"),
     ("frame_selection", "last4", "config.frame_selection must be one of ('first4', 'random'), got 'last4'"),
     ("model_test_interval", -1, "config.model_test_interval must be >= 0"),
+    ("keep_period", -1, "config.keep_period must be an integer >= 0 (epochs; 0 = off), got -1"),
 ]
 
 

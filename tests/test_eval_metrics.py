@@ -294,10 +294,10 @@ def test_accuracy_bars_writes_a_png(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["bars.png"]
 
 
-def test_horizon_curves_writes_a_png(tmp_path):
+def test_mean_std_curves_writes_a_png(tmp_path):
     steps = list(range(1, 11))
     series = {"drnet": (np.linspace(30, 20, 10), np.full(10, 1.0)), "vdsm": (np.linspace(28, 22, 10), np.ones(10))}
-    out = plots.horizon_curves(steps, series, str(tmp_path / "psnr.png"), "PSNR (dB)", "KTH")
+    out = plots.mean_std_curves(steps, series, str(tmp_path / "psnr.png"), "PSNR (dB)", "KTH")
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["psnr.png"]

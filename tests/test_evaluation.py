@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -195,3 +196,47 @@ def test_the_judge_of_a_drnet_run_sees_the_clips_its_last_stage_generates(monkey
     drnet_evaluate.after_training(load_config_file("configs/drnet/tiny.py"), "run")  # both stages: n_past + n_future
     drnet_evaluate.after_training(load_config_file("configs/drnet/tiny.py", "stage1"), "run")  # max_step frames
     assert seen == [5, 6]
+
+
+def test_the_accuracy_curve_reads_every_kept_checkpoint_against_training_time(
+    trained_drnet_run, tiny_judge, tmp_path, monkeypatch
+):
+    from vdcore.checkpoint import Checkpointer
+    from vdeval import curve
+
+    calls = []
+
+    def fake_evaluate(stage_dir, judge_dir, *, step, out, seeds, **kwargs):
+        """Accuracy = step / 10 in stage 1, step / 100 in stage 2; writes metrics.json as the real one does."""
+        calls.append((os.path.basename(stage_dir), step))
+        scale = 10 if stage_dir.endswith("stage1") else 100
+        metrics = {
+            "results": {"analogy": {"accuracy": {"digit": {"mean": step / scale, "std": 0.0}}}},
+            "headline": {"mode": "analogy", "head": "digit"},
+        }
+        os.makedirs(out)
+        with open(os.path.join(out, "metrics.json"), "w") as f:
+            json.dump(metrics, f)
+        return {"metrics": metrics}
+
+    out = str(tmp_path / "curve")
+    result = curve.accuracy_curve(fake_evaluate, str(trained_drnet_run), tiny_judge, out=out, max_clips=3)
+    # configs/drnet/tiny.py: 3 epochs of 2 steps per stage, a checkpoint after each epoch, all kept
+    assert calls == [("stage1", 2), ("stage1", 4), ("stage1", 6), ("stage2", 2), ("stage2", 4), ("stage2", 6)]
+    points = result["curve"]["points"]
+    assert [(p["stage"], p["step"]) for p in points] == [(1, 2), (1, 4), (1, 6), (2, 2), (2, 4), (2, 6)]
+    assert [p["accuracy"]["analogy/digit"]["mean"] for p in points] == [0.2, 0.4, 0.6, 0.02, 0.04, 0.06]
+    seconds = [p["train_seconds"] for p in points]
+    assert all(a < b for a, b in itertools.pairwise(seconds))  # stage 2 counts after the whole of stage 1
+    stage1_end = Checkpointer(os.path.join(trained_drnet_run, "stage1", "checkpoints"), create=False)
+    assert seconds[3] > stage1_end.restore_meta(6)["train_seconds"] == pytest.approx(seconds[2])
+    assert result["curve"]["headline"] == "analogy/digit"
+    with open(result["paths"]["curve"]) as f:
+        assert json.load(f)["points"] == points
+    assert os.path.isfile(result["paths"]["curve_plot"]) and "| 2 | 4 |" in curve.curve_table(result["curve"])
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("a point already evaluated was evaluated again")
+
+    again = curve.accuracy_curve(no_evaluation, str(trained_drnet_run), tiny_judge, out=out)  # resumes from the files
+    assert again["curve"]["points"] == points

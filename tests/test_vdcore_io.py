@@ -76,6 +76,13 @@ def test_checkpoint_round_trip_keep_last_and_latest(tmp_path):
     assert ckpt.restore_meta()["step"] == 3
 
 
+def test_checkpoints_at_the_keep_period_outlive_the_newest_n(tmp_path):
+    ckpt = checkpoint.Checkpointer(tmp_path / "ckpt", max_to_keep=2, keep_period=3)
+    for step in range(1, 9):
+        ckpt.save(step, _state(float(step)), {"step": step})
+    assert ckpt.all_steps() == [3, 6, 7, 8]
+
+
 def test_checkpoint_errors(tmp_path):
     ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
     with pytest.raises(checkpoint.CheckpointNotFoundError, match="no checkpoint in"):

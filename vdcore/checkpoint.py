@@ -125,13 +125,19 @@ class Checkpointer:
         max_to_keep: int | None = 3,
         create: bool = True,
         asynchronous: bool = False,
+        keep_period: int | None = None,
     ):
+        """max_to_keep: the newest checkpoints kept (None: all); keep_period: steps; checkpoints at multiples of it
+        are kept besides those (None: none), e.g. for evaluating a run's accuracy over its training time."""
         self.directory = os.path.abspath(os.fspath(directory))
         if not create and not os.path.isdir(self.directory):
             raise CheckpointNotFoundError(f"no checkpoint directory at {self.directory}")
         self.asynchronous = asynchronous
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=create, enable_async_checkpointing=asynchronous
+            max_to_keep=max_to_keep,
+            keep_period=keep_period,
+            create=create,
+            enable_async_checkpointing=asynchronous,
         )
         self._manager = ocp.CheckpointManager(
             self.directory,

@@ -33,6 +33,16 @@ def write_json(path: str | os.PathLike, obj: object) -> str:
     return atomic_write(path, dump)
 
 
+def write_text(path: str | os.PathLike, text: str) -> str:
+    """A UTF-8 text file, written atomically."""
+
+    def dump(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return atomic_write(path, dump)
+
+
 def write_npz(path: str | os.PathLike, **arrays: object) -> str:
     """A compressed .npz of the named arrays, written atomically."""
     import numpy as np

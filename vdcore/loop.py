@@ -32,6 +32,7 @@ import functools
 import hashlib
 import math
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -168,7 +169,8 @@ def run(
     """Train `model` in `workdir`, resuming from its newest checkpoint; returns the run summary.
 
     config: the stage's flat config (dataset, data_dir, dataset_config, manual_dir, debug_nans,
-    keep_checkpoints, model_save_interval, model_test_interval, log_every_steps, max_consecutive_nonfinite,
+    keep_checkpoints, keep_period (epochs), model_save_interval, model_test_interval, log_every_steps,
+    max_consecutive_nonfinite,
     and the batch size field `model.batch_field`).
     stop_after_steps: end this call after that many steps without a final checkpoint (a simulated crash; tests).
     Raises NonFiniteTrainingError after config.max_consecutive_nonfinite skipped updates in a row.
@@ -183,7 +185,10 @@ def run(
     mesh = data_mesh()
     replicated = replicated_sharding(mesh)
     checkpoints = Checkpointer(
-        os.path.join(workdir, CHECKPOINT_SUBDIR), max_to_keep=config.keep_checkpoints, asynchronous=True
+        os.path.join(workdir, CHECKPOINT_SUBDIR),
+        max_to_keep=config.keep_checkpoints,
+        keep_period=config.get("keep_period", 0) * model.steps_per_epoch or None,
+        asynchronous=True,
     )
     batches = model.make_batches(mesh.size)
     state, resumed = training.restore_or_init(
@@ -210,6 +215,10 @@ def run(
     metrics: dict[str, float] = {}
     skipped_seen, last_check = int(fetch(state.nonfinite_total)), start_step
     test_set = None
+    # Training wall time (compilation, pictures and checkpoint writes included) summed over every sitting of
+    # the run: each checkpoint's meta carries it on, and the accuracy-vs-time curve (vdeval.curve) reads it.
+    carried_seconds = float(resumed.get("train_seconds", 0.0)) if resumed is not None else 0.0
+    started = time.perf_counter()
     try:
         with preemption.stop_on_signals() as stop:
             for step in range(start_step, model.total_steps):
@@ -244,6 +253,7 @@ def run(
                         skipped_steps=int(host["skipped"]),
                         steps_per_second=rate.rate(),
                         epoch=(step + 1) / model.steps_per_epoch,
+                        train_seconds=carried_seconds + time.perf_counter() - started,
                     )
                     progress.set_postfix(loss=f"{metrics['loss']:.4g}")
                 if epoch_done and model.epoch_metrics:
@@ -271,7 +281,9 @@ def run(
 
                 stopping = _stop_agreed(stop.requested is not None)
                 if save_due or stopping:
-                    checkpoints.save(step + 1, state, model.state_meta(step + 1, batches.get_state()))
+                    meta = model.state_meta(step + 1, batches.get_state())
+                    meta["train_seconds"] = carried_seconds + time.perf_counter() - started
+                    checkpoints.save(step + 1, state, meta)
                 if stopping:
                     summary["stopped_by"] = stop.requested or "a stop signal to another process"
                     break

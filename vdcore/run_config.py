@@ -41,6 +41,19 @@ def check_ranges(
             raise ConfigValueError(f"config.{name} must be one of {allowed}, got {config[name]!r}")
 
 
+def check_keep_period(config: ml_collections.ConfigDict) -> None:
+    """ConfigValueError unless config.keep_period (epochs; 0 = off) is >= 0 and a multiple of
+    config.model_save_interval (only saved checkpoints can be kept)."""
+    period, interval = config.keep_period, config.model_save_interval
+    if isinstance(period, bool) or not isinstance(period, int) or period < 0:
+        raise ConfigValueError(f"config.keep_period must be an integer >= 0 (epochs; 0 = off), got {period!r}")
+    if period and period % interval:
+        raise ConfigValueError(
+            f"config.keep_period ({period} epochs) must be a multiple of config.model_save_interval ({interval}): "
+            "only the checkpoints that are saved can be kept"
+        )
+
+
 def stage_config(config: ml_collections.ConfigDict, stage: int) -> ml_collections.ConfigDict:
     """The flat config one stage runs with: for stage 2 the `stage2` overrides replace the top-level values."""
     if stage not in (1, 2):
@@ -89,5 +102,10 @@ def evaluation_config() -> ml_collections.ConfigDict:
             "max_clips": 400,
             "max_probe_clips": 1000,
             "horizon": 100,
+            # Also evaluate every checkpoint the run kept (config.keep_period) into <workdir>/evaluation/curve:
+            # accuracy against training time (vdeval.curve), with these seeds and clips (the probes fit on as many).
+            "curve": False,
+            "curve_seeds": (0,),
+            "curve_max_clips": 100,
         }
     )

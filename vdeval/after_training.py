@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from typing import Any
 
 import ml_collections
@@ -19,10 +18,10 @@ from absl import logging
 
 from data_prep.input_pipeline import ensure_built
 from vdcore.run_config import stage_config
+from vdeval.curve import accuracy_curve, curve_table
+from vdeval.evaluation import EvaluateFn
 from vdeval.judge_train import default_config, train_and_evaluate
 from vdeval.trained_judge import REPORT_FILE, accuracy_lines
-
-EvaluateFn = Callable[..., dict[str, Any]]
 
 
 def judge_workdir(
@@ -110,4 +109,18 @@ def evaluate_trained_run(
     )
     print(result["markdown"])
     print(f"wrote {', '.join(result['paths'].values())}")
+    if e.curve:
+        curve = accuracy_curve(
+            evaluate,
+            workdir,
+            judge,
+            data_dir=config.data_dir,
+            seeds=[int(s) for s in e.curve_seeds],
+            max_clips=int(e.curve_max_clips),
+            max_probe_clips=int(e.curve_max_clips),
+            horizon=int(e.horizon),
+        )
+        print(curve_table(curve["curve"]))
+        print(f"wrote {', '.join(curve['paths'].values())}")
+        result["curve"] = curve
     return result

@@ -4,19 +4,18 @@
     python -m drnet_jax.evaluate --workdir RUN --judge J [--data_dir D] [--seeds 0,1,2] [--out DIR]
 
 Writes metrics.json, metrics.md and the plots into --out (default <RUN>/evaluation) and prints metrics.md.
+With --curve, every checkpoint the run kept is evaluated instead, and the accuracy-vs-training-time curve is
+written into --out (default <RUN>/evaluation/curve; vdeval.curve).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 from absl import app, flags
 
 from vdcore import cli
 from vdcore.host_memory import keep_freed_memory
-
-EvaluateFn = Callable[..., dict[str, Any]]
+from vdeval.curve import accuracy_curve, curve_table
+from vdeval.evaluation import EvaluateFn
 
 
 def define_flags() -> None:
@@ -34,7 +33,13 @@ def define_flags() -> None:
     flags.DEFINE_integer(
         "horizon", 100, "DRNet: prediction steps judged (PSNR / SSIM where ground truth exists).", lower_bound=1
     )
-    flags.DEFINE_string("out", None, "Output folder (default <workdir>/evaluation).")
+    flags.DEFINE_string("out", None, "Output folder (default <workdir>/evaluation, with --curve .../curve).")
+    flags.DEFINE_bool(
+        "curve",
+        False,
+        "Evaluate every checkpoint the run kept (its config's keep_period) and write accuracy against training "
+        "time (curve.json, curve.png) instead of the report of the newest checkpoint.",
+    )
     flags.mark_flags_as_required(["workdir", "judge"])
 
 
@@ -49,17 +54,20 @@ def run(evaluate: EvaluateFn) -> None:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
         keep_freed_memory()
         f = flags.FLAGS
-        result = evaluate(
-            f.workdir,
-            f.judge,
-            data_dir=f.data_dir,
-            seeds=[int(s) for s in f.seeds],
-            max_clips=f.max_clips,
-            max_probe_clips=f.max_probe_clips,
-            horizon=f.horizon,
-            out=f.out,
-        )
-        print(result["markdown"])
+        settings = {
+            "data_dir": f.data_dir,
+            "seeds": [int(s) for s in f.seeds],
+            "max_clips": f.max_clips,
+            "max_probe_clips": f.max_probe_clips,
+            "horizon": f.horizon,
+            "out": f.out,
+        }
+        if f.curve:
+            result = accuracy_curve(evaluate, f.workdir, f.judge, **settings)
+            print(curve_table(result["curve"]))
+        else:
+            result = evaluate(f.workdir, f.judge, **settings)
+            print(result["markdown"])
         print(f"wrote {', '.join(result['paths'].values())}")
 
     app.run(cli.report_input_errors(main))

@@ -32,6 +32,10 @@ from vdeval import metrics
 from vdeval.factors import DYNAMICS, IDENTITY, Head, head_classes
 from vdeval.trained_judge import TrainedJudge
 
+# A model's evaluate command: evaluate(workdir, judge_dir, *, data_dir, seeds, max_clips, max_probe_clips,
+# horizon, out, step) -> {"metrics", "markdown", "paths"} (vdsm_jax.evaluate, drnet_jax.evaluate).
+EvaluateFn = Callable[..., dict[str, Any]]
+
 SOURCES = ("a", "b", None)
 PROBE_TRAIN_FRACTION = 0.8
 

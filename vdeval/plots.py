@@ -1,4 +1,4 @@
-"""Report pictures: grouped accuracy bars and per-step horizon curves, written as PNG files.
+"""Report pictures: grouped accuracy bars and curves (per prediction step, over training time), written as PNG files.
 
 Each function draws with matplotlib's non-interactive Agg backend, writes the PNG atomically (to
 `out + ".tmp.png"`, then renamed onto `out`) so a reader never sees a half-written file, and returns `out`.
@@ -80,21 +80,23 @@ def accuracy_bars(
     return _save(fig, out)
 
 
-def horizon_curves(
+def mean_std_curves(
     steps: Sequence[int],
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     out: str,
     ylabel: str,
     title: str = "",
+    xlabel: str = "prediction step",
 ) -> str:
-    """One line per series (its mean) with a shaded ± std band, against the prediction step.
+    """One line per series (its mean, dots at the points) with a shaded ± std band, against the x values.
 
     Args:
-      steps: (T,) prediction steps (the x axis).
+      steps: (T,) x values: prediction steps, or e.g. minutes of training of the accuracy-vs-time curve.
       series: {name: (mean, std)}, each a length-T sequence (e.g. PSNR per step over seeds).
       out: the PNG path to write.
       ylabel: the y-axis label (e.g. "PSNR (dB)").
       title: the figure title.
+      xlabel: the x-axis label.
 
     Returns:
       `out`.
@@ -115,12 +117,12 @@ def horizon_curves(
                     f"got shapes {m.shape} and {s.shape}"
                 )
             colour = f"C{i % 10}"
-            ax.plot(x, m, color=colour, label=name)
+            ax.plot(x, m, color=colour, label=name, marker="." if x.size <= 50 else None)
             ax.fill_between(x, m - s, m + s, color=colour, alpha=0.25, linewidth=0)
     except ValueError:
         plt.close(fig)
         raise
-    ax.set_xlabel("prediction step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)

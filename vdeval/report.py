@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from vdcore.files import atomic_write, write_json
+from vdcore.files import write_json, write_text
 from vdcore.images import save_png, video_grid
 from vdeval import plots
 from vdeval.factors import IDENTITY, Head
@@ -169,21 +169,13 @@ def markdown(m: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write_text(path: str, text: str) -> str:
-    def dump(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    return atomic_write(path, dump)
-
-
 def write_report(out_dir: str, m: Mapping[str, Any], pictures: Mapping[str, np.ndarray]) -> dict[str, str]:
     """Write metrics.json, metrics.md and the plots into out_dir; returns {what: path}."""
     os.makedirs(out_dir, exist_ok=True)
     heads = [Head.from_json(h) for h in m["judge"]["heads"]]
     paths = {
         "json": write_json(os.path.join(out_dir, "metrics.json"), m),
-        "markdown": _write_text(os.path.join(out_dir, "metrics.md"), markdown(m)),
+        "markdown": write_text(os.path.join(out_dir, "metrics.md"), markdown(m)),
     }
     groups = {
         mode: {h: (s["mean"], s["std"]) for h, s in m["results"][mode]["accuracy"].items()} for mode in m["modes"]
@@ -208,13 +200,13 @@ def write_report(out_dir: str, m: Mapping[str, Any], pictures: Mapping[str, np.n
     if prediction:
         steps = prediction["steps"]
         series = {h: (v["mean"], v["std"]) for h, v in prediction["frame_accuracy"].items()}
-        paths["horizon_accuracy_plot"] = plots.horizon_curves(
+        paths["horizon_accuracy_plot"] = plots.mean_std_curves(
             steps, series, os.path.join(out_dir, "horizon_accuracy.png"), "judge accuracy (per frame)"
         )
         truth = prediction["ground_truth_steps"]
         for key, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM")):
             stat = prediction[key]
-            paths[f"horizon_{key}_plot"] = plots.horizon_curves(
+            paths[f"horizon_{key}_plot"] = plots.mean_std_curves(
                 steps[:truth],
                 {key: (stat["mean"][:truth], stat["std"][:truth])},
                 os.path.join(out_dir, f"horizon_{key}.png"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-from vdcore.run_config import CONV_IMPLS, ConfigValueError, check_ranges, evaluation_config
+from vdcore.run_config import CONV_IMPLS, ConfigValueError, check_keep_period, check_ranges, evaluation_config
 from vdcore.run_config import stage_config as stage_config  # re-exported
 
 
@@ -84,6 +84,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model_save_interval = 10  # epochs
     c.model_test_interval = 10  # epochs; 0 writes no pictures or code exports
     c.keep_checkpoints = 3
+    # Epochs: the checkpoints at multiples of it are kept besides the newest keep_checkpoints (a multiple of
+    # model_save_interval; 0 = none), so the accuracy-vs-training-time curve can be read from them (vdeval.curve).
+    c.keep_period = 0
     c.log_every_steps = 10
     c.num_test_sequences = 8
     c.gif_fps = 10
@@ -121,6 +124,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     """Raise ConfigValueError naming the field, its value and what is expected, for settings no run can use
     (called on the resolved stage config before any data, network or compile work)."""
     check_ranges(config, POSITIVE_INTS, POSITIVE_FLOATS, {"conv_impl": CONV_IMPLS})
+    check_keep_period(config)
     if config.lr_resume is not None and not config.lr_resume > 0:
         raise ConfigValueError(f"config.lr_resume must be > 0 or None, got {config.lr_resume!r}")
     if not 0 < config.anneal_t_midfrac1 < config.anneal_t_midfrac2 < 1:

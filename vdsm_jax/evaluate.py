@@ -96,11 +96,13 @@ def evaluate(
     max_clips: int = 400,
     max_probe_clips: int = 1000,
     out: str | None = None,
+    step: int | None = None,
     **_: Any,
 ) -> dict[str, Any]:
-    """Evaluate the run in `workdir` with the judge in `judge_dir`; writes the report → {metrics, markdown, paths}."""
+    """Evaluate the run in `workdir` (its checkpoint `step`; None: the newest) with the judge in `judge_dir`;
+    writes the report → {metrics, markdown, paths}."""
     stage_dir = stage_workdir(workdir)
-    model = VDSM.from_checkpoint(stage_dir)
+    model = VDSM.from_checkpoint(stage_dir, step=step)
     judge = TrainedJudge.from_workdir(judge_dir)
     config = model.config
     modes, skipped = generation_modes(model, judge.seq_len)
