@@ -88,6 +88,7 @@ VDSM_BAD = [
     ("model_save_interval", 0, "config.model_save_interval must be an integer >= 1, got 0"),
     ("model_test_interval", -1, "config.model_test_interval must be >= 0"),
     ("keep_period", 15, "config.keep_period (15 epochs) must be a multiple of config.model_save_interval (10)"),
+    ("identity_prior", "empirical", "config.identity_prior must be one of ('original', 'fitted'), got 'empirical'"),
 ]
 
 

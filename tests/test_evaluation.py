@@ -62,6 +62,25 @@ def test_hold_dynamics_decodes_the_source_dynamics_with_a_prior_identity(trained
         first.hold_dynamics(videos, rng, seq_len=7)
 
 
+def test_a_fitted_identity_prior_is_the_gaussian_of_the_posterior_means(trained_vdsm_run, videos):
+    model = VDSM.from_checkpoint(trained_vdsm_run / "stage2")
+    means = np.asarray(api.identity_means(model.modules, model.params, jax.numpy.asarray(videos)))
+    fitted = model.with_fitted_identity_prior(videos, batch_size=2)  # 3 clips in batches of 2 and 1
+    assert model.identity_prior is None  # the original's prior until asked
+    np.testing.assert_allclose(fitted.identity_prior.loc, means.mean(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(fitted.identity_prior.scale, means.std(0), rtol=1e-5, atol=1e-7)
+    # Known answer: a prior of zero scale at clip 0's posterior mean gives every draw clip 0's identity, so holding
+    # clip 0's dynamics reconstructs clip 0, and generate draws that identity with the prior's dynamics.
+    point = VDSM(model.modules, model.params, model.config, api.IdentityPrior(means[0], np.zeros_like(means[0])))
+    rng = jax.random.key(3)
+    np.testing.assert_allclose(point.hold_dynamics(videos, rng)[0], model.reconstruct(videos)[0], atol=1e-5)
+    identity = np.repeat(model.encode(videos[:1])["identity"], 3, axis=0)
+    expected = api.generate_holding_identity(model.modules, model.params, identity, jax.random.split(rng, 3), 4)
+    np.testing.assert_allclose(point.generate(rng, 3, 4), expected, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(N >= 2, E\); got \(1, "):
+        model.with_fitted_identity_prior(videos[:1])
+
+
 def test_partners_are_a_seeded_derangement():
     for count in (2, 3, 10):
         partner = partners(count, seed=4)
@@ -118,6 +137,19 @@ def test_vdsm_evaluate_writes_the_protocol(trained_vdsm_run, tiny_judge, tiny_mo
     for key in ("json", "markdown", "accuracy_plot", "probe_plot", "clips_swap"):
         assert os.path.isfile(result["paths"][key]), key
     assert "Accuracy consistency" in result["markdown"] and "hold_dynamics" in result["markdown"]
+    assert m["model"] == "VDSM"
+
+
+def test_vdsm_evaluate_draws_identities_from_the_fitted_prior_when_asked(
+    trained_vdsm_run, tiny_judge, tiny_moving_mnist, tmp_path
+):
+    settings = {"data_dir": tiny_moving_mnist, "max_clips": 6, "max_probe_clips": 12, "seeds": [0]}
+    vdsm_evaluate.evaluate(str(trained_vdsm_run), tiny_judge, identity_prior="fitted", out=str(tmp_path), **settings)
+    m = _read(str(tmp_path))
+    assert m["model"] == "VDSM, identity prior fitted to training clips"
+    assert set(m["results"]["hold_dynamics"]["accuracy"]) == {"direction"}
+    with pytest.raises(ValueError, match=r"identity_prior must be one of \('original', 'fitted'\), got 'empirical'"):
+        vdsm_evaluate.evaluate(str(trained_vdsm_run), tiny_judge, identity_prior="empirical", **settings)
 
 
 def test_drnet_evaluate_scores_analogies_and_the_horizon(trained_drnet_run, tiny_judge, tiny_moving_mnist, tmp_path):

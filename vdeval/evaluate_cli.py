@@ -10,6 +10,8 @@ written into --out (default <RUN>/evaluation/curve; vdeval.curve).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from absl import app, flags
 
 from vdcore import cli
@@ -48,7 +50,10 @@ def _are_seeds(values: list[str]) -> bool:
     return bool(values) and all(value.strip().lstrip("-").isdigit() for value in values)
 
 
-def run(evaluate: EvaluateFn) -> None:
+def run(evaluate: EvaluateFn, model_flags: Sequence[str] = ()) -> None:
+    """Run the command: `evaluate` gets the shared settings and, by name, the flags in model_flags (one model's
+    own, defined by its module before this call)."""
+
     def main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -61,6 +66,7 @@ def run(evaluate: EvaluateFn) -> None:
             "max_probe_clips": f.max_probe_clips,
             "horizon": f.horizon,
             "out": f.out,
+            **{name: f[name].value for name in model_flags},
         }
         if f.curve:
             result = accuracy_curve(evaluate, f.workdir, f.judge, **settings)

@@ -14,6 +14,7 @@
     model.generate_with_keys(keys, seq_len)  # one sequence per key: each depends on its own key only
     model.hold_identity(videos, rng)     # identity of videos[i], dynamics from the prior (stage 2)
     model.hold_dynamics(videos, rng)     # dynamics of videos[i], identity from the prior
+    model.with_fitted_identity_prior(train_videos)  # identities drawn like the training clips' (not the original)
 
 All methods are jit-compiled pure functions of the parameters; arrays come back as
 numpy float32. Stage-1 models have no dynamics networks: `encode` gives no
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -84,25 +85,69 @@ def decode_dynamics(
     return jax.nn.sigmoid(modules.decode_logits(params, z, identity))
 
 
-def prior_draws(modules: VDSMModules, key: jax.Array, seq_len: int) -> dict[str, jax.Array]:
-    """One sequence's draws from the priors, all from its own key: 'ID' (E,) ~ N(0, 1/E) (pre-temperature),
-    'dz' (D,) ~ N(0, 1/D), 'noise' (seq_len, Z) ~ N(0, 1) (z_0 and the transition noise)."""
+@functools.partial(jax.jit, static_argnums=0)
+def identity_means(modules: VDSMModules, params: Params, videos: jax.Array) -> jax.Array:
+    """videos (B, T, H, W, C) → the identity posterior means id_loc (B, E), before the temperature."""
+    return modules.encode_frames(params, videos)[2]
+
+
+class IdentityPrior(NamedTuple):
+    """Where generation draws the pre-temperature identity from, when not the original's prior: N(loc, scale²)
+    per dimension, loc and scale (E,) each.
+
+    The original samples ID ~ Normal(0, 1/E) (scale 1/E; `VDSM.py`'s model and `sample_sequence` in
+    github.com/matthewvowels1/DisentanglingSequences) and blends the experts with softmax(test_temp_id · ID). The
+    trained encoder's identities do not sit there: on Sprites their means are offset from 0 dimension by
+    dimension, so softmax gives each clip a few dominant experts, while prior draws (logits of std
+    test_temp_id / E, 0.25 for E 40) blend all experts almost evenly and decode to nearly one character.
+    `fitted_identity_prior` is the remedy (a deviation, off by default): a diagonal Gaussian fitted to the
+    posterior means of real clips.
+    """
+
+    loc: jax.Array
+    scale: jax.Array
+
+
+def fitted_identity_prior(id_loc: Any) -> IdentityPrior:
+    """The diagonal Gaussian of the identity posterior means id_loc (N >= 2, E): per-dimension mean and std."""
+    id_loc = jnp.asarray(id_loc, jnp.float32)
+    if id_loc.ndim != 2 or id_loc.shape[0] < 2:
+        raise ValueError(f"fitting the identity prior needs id_loc of shape (N >= 2, E); got {id_loc.shape}")
+    return IdentityPrior(id_loc.mean(axis=0), id_loc.std(axis=0))
+
+
+def prior_draws(
+    modules: VDSMModules, key: jax.Array, seq_len: int, identity_prior: IdentityPrior | None = None
+) -> dict[str, jax.Array]:
+    """One sequence's draws from the priors, all from its own key: 'ID' (E,) ~ N(0, 1/E) (pre-temperature;
+    with `identity_prior`, loc + scale · the same standard normal draw), 'dz' (D,) ~ N(0, 1/D), 'noise'
+    (seq_len, Z) ~ N(0, 1) (z_0 and the transition noise)."""
     k_id, k_dz, k_z = jax.random.split(key, 3)
+    id_noise = jax.random.normal(k_id, (modules.n_e_w,))
     return {
-        "ID": jax.random.normal(k_id, (modules.n_e_w,)) / modules.n_e_w,
+        "ID": id_noise / modules.n_e_w
+        if identity_prior is None
+        else identity_prior.loc + identity_prior.scale * id_noise,
         "dz": jax.random.normal(k_dz, (modules.dynamics_dim,)) / modules.dynamics_dim,
         "noise": jax.random.normal(k_z, (seq_len, modules.z_dim)),
     }
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
-def generate(modules: VDSMModules, params: Params, keys: jax.Array, seq_len: int, temperature: float) -> jax.Array:
+def generate(
+    modules: VDSMModules,
+    params: Params,
+    keys: jax.Array,
+    seq_len: int,
+    temperature: float,
+    identity_prior: IdentityPrior | None = None,
+) -> jax.Array:
     """Sequences from the priors, sequence i from keys[i] alone (keys (N,)) → videos (N, seq_len, H, W, C).
 
-    Stage 2: identity ~ N(0, 1/E), dz ~ N(0, 1/D), z_0 ~ N(0, 1), z_t ~ N(transitions(z_{t-1}, dz)), as the
-    original's `sample_sequence`; stage 1: every frame's z ~ N(0, 1).
+    Stage 2: identity ~ N(0, 1/E) (or `identity_prior`), dz ~ N(0, 1/D), z_0 ~ N(0, 1),
+    z_t ~ N(transitions(z_{t-1}, dz)), as the original's `sample_sequence`; stage 1: every frame's z ~ N(0, 1).
     """
-    draws = jax.vmap(lambda key: prior_draws(modules, key, seq_len))(keys)
+    draws = jax.vmap(lambda key: prior_draws(modules, key, seq_len, identity_prior))(keys)
     weights = identity_weights(draws["ID"], temperature)
     if _has_dynamics(params):
         z = modules.prior_chain(params, draws["dz"], draws["noise"])
@@ -124,13 +169,20 @@ def generate_holding_identity(
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def generate_holding_dynamics(
-    modules: VDSMModules, params: Params, dynamics: jax.Array, keys: jax.Array, seq_len: int, temperature: float
+    modules: VDSMModules,
+    params: Params,
+    dynamics: jax.Array,
+    keys: jax.Array,
+    seq_len: int,
+    temperature: float,
+    identity_prior: IdentityPrior | None = None,
 ) -> jax.Array:
-    """Dynamics kept, identity from its prior N(0, 1/E) (key i for sequence i, softmax at `temperature`).
+    """Dynamics kept, identity from its prior N(0, 1/E) or `identity_prior` (key i for sequence i, softmax at
+    `temperature`).
 
     Stage 2: dynamics is dz (B, D), decoded through the deterministic latent chain of seq_len steps;
     stage 1: dynamics is every frame's z (B, T, Z), decoded as it is (seq_len must be T)."""
-    draws = jax.vmap(lambda key: prior_draws(modules, key, 1))(keys)
+    draws = jax.vmap(lambda key: prior_draws(modules, key, 1, identity_prior))(keys)
     weights = identity_weights(draws["ID"], temperature)
     if dynamics.ndim == 3:
         z = dynamics
@@ -140,12 +192,32 @@ def generate_holding_dynamics(
 
 
 class VDSM:
-    """A trained VDSM: its networks, parameters and flat config."""
+    """A trained VDSM: its networks, parameters and flat config; `identity_prior` None draws generated
+    identities from the original's prior (see IdentityPrior)."""
 
-    def __init__(self, modules: VDSMModules, params: Params, config: ml_collections.ConfigDict):
+    def __init__(
+        self,
+        modules: VDSMModules,
+        params: Params,
+        config: ml_collections.ConfigDict,
+        identity_prior: IdentityPrior | None = None,
+    ):
         self.modules = modules
         self.params = params
         self.config = config
+        self.identity_prior = identity_prior
+
+    def with_fitted_identity_prior(self, videos: Any, batch_size: int = 32) -> VDSM:
+        """This model with generated identities drawn from a diagonal Gaussian fitted to the identity posterior
+        means of `videos` (N >= 2 real clips, e.g. the training split's) instead of the original's N(0, 1/E):
+        `generate` and `hold_dynamics` then draw identities like the data's (IdentityPrior says why)."""
+        videos = self._check_videos(videos)
+        id_loc = [
+            identity_means(self.modules, self.params, videos[start : start + batch_size])
+            for start in range(0, videos.shape[0], batch_size)
+        ]
+        prior = fitted_identity_prior(jnp.concatenate(id_loc))
+        return VDSM(self.modules, self.params, self.config, jax.device_get(prior))
 
     @classmethod
     def from_checkpoint(
@@ -264,7 +336,9 @@ class VDSM:
         codes = encode(self.modules, self.params, videos, self.config.test_temp_id)
         dynamics = codes["z_loc"] if self.stage == 1 else codes["dynamics"]
         return np.asarray(
-            generate_holding_dynamics(self.modules, self.params, dynamics, keys, seq_len, self.config.test_temp_id)
+            generate_holding_dynamics(
+                self.modules, self.params, dynamics, keys, seq_len, self.config.test_temp_id, self.identity_prior
+            )
         )
 
     def generate(self, rng: jax.Array, n: int, seq_len: int) -> np.ndarray:
@@ -278,4 +352,6 @@ class VDSM:
         typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
         if keys.ndim != (1 if typed else 2) or keys.shape[0] < 1:
             raise ValueError(f"keys must be N >= 1 PRNG keys, e.g. jax.random.split(key, N); got shape {keys.shape}")
-        return np.asarray(generate(self.modules, self.params, keys, seq_len, self.config.test_temp_id))
+        return np.asarray(
+            generate(self.modules, self.params, keys, seq_len, self.config.test_temp_id, self.identity_prior)
+        )

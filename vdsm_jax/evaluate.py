@@ -9,6 +9,9 @@ Generation modes (each clip A of the test split, B its partner in a seeded deran
   (the papers' 'fixed action' test, the headline row);
 - swap: identity of A, dynamics of B;
 - prior: both from the priors.
+Identities "from the prior" are the original's N(0, 1/E) draws unless the run's config (or --identity_prior)
+says 'fitted': then a diagonal Gaussian fitted to the identity posterior means of the training clips
+(`VDSM.with_fitted_identity_prior`; the original's prior draws blend all experts almost evenly).
 Codes probed: identity (the n_e_w mixture weights) and dynamics (dz; stage 1: the frames' z_loc, flattened).
 """
 
@@ -20,14 +23,16 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from absl import flags
 
 from vdeval import evaluate_cli
 from vdeval.after_training import evaluate_trained_run, last_stage_config
-from vdeval.evaluation import GenerationMode, evaluate_model, stage_workdir
+from vdeval.evaluation import GenerationMode, evaluate_model, load_clips, stage_workdir
 from vdeval.factors import DYNAMICS, IDENTITY
 from vdeval.report import write_evaluation
 from vdeval.trained_judge import TrainedJudge
 from vdsm_jax.api import VDSM
+from vdsm_jax.config_defaults import IDENTITY_PRIORS
 
 ENCODE_BATCH = 32
 
@@ -97,17 +102,26 @@ def evaluate(
     max_probe_clips: int = 1000,
     out: str | None = None,
     step: int | None = None,
+    identity_prior: str | None = None,
     **_: Any,
 ) -> dict[str, Any]:
     """Evaluate the run in `workdir` (its checkpoint `step`; None: the newest) with the judge in `judge_dir`;
-    writes the report → {metrics, markdown, paths}."""
+    writes the report → {metrics, markdown, paths}. identity_prior: 'original' or 'fitted' (to max_probe_clips
+    training clips); None: the run config's (`identity_prior`, 'original' when the run predates it)."""
     stage_dir = stage_workdir(workdir)
     model = VDSM.from_checkpoint(stage_dir, step=step)
     judge = TrainedJudge.from_workdir(judge_dir)
     config = model.config
+    identity_prior = identity_prior or config.get("identity_prior", "original")
+    if identity_prior not in IDENTITY_PRIORS:
+        raise ValueError(f"identity_prior must be one of {IDENTITY_PRIORS}, got {identity_prior!r}")
+    if identity_prior == "fitted":
+        model = model.with_fitted_identity_prior(
+            training_clips(config, data_dir or config.data_dir, judge.seq_len, max_probe_clips)
+        )
     modes, skipped = generation_modes(model, judge.seq_len)
     metrics, pictures = evaluate_model(
-        model_name="VDSM",
+        model_name="VDSM" if identity_prior == "original" else "VDSM, identity prior fitted to training clips",
         run=stage_dir,
         stage=model.stage,
         dataset=config.dataset,
@@ -128,6 +142,14 @@ def evaluate(
     return write_evaluation(workdir, out, metrics, pictures)
 
 
+def training_clips(config: ml_collections.ConfigDict, data_dir: str, seq_len: int, max_clips: int) -> np.ndarray:
+    """Up to max_clips clips (their first seq_len frames) of the run's training split, uint8."""
+    from data_prep.input_pipeline import open_dataset, split_source
+
+    builder = open_dataset(config.dataset, data_dir, config.dataset_config or None)
+    return load_clips(split_source(builder, config.train_split), (), seq_len, max_clips).videos
+
+
 def after_training(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | None:
     """The training command's last step: evaluate the run when config.evaluation.enabled (vdeval.after_training);
     the judge sees clips of the last stage's seq_len."""
@@ -136,4 +158,11 @@ def after_training(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
 
 if __name__ == "__main__":
     evaluate_cli.define_flags()
-    evaluate_cli.run(evaluate)
+    flags.DEFINE_enum(
+        "identity_prior",
+        None,
+        list(IDENTITY_PRIORS),
+        "Where generated identities come from (default: the run config's identity_prior): 'original' = "
+        "N(0, 1/E) as the original; 'fitted' = a Gaussian fitted to the training clips' identity posteriors.",
+    )
+    evaluate_cli.run(evaluate, model_flags=("identity_prior",))
