@@ -15,6 +15,8 @@ from vdsm_jax.networks import ImageEncoder
 README_CONFIGS = [
     ("configs/vdsm/mug_fed.py", dict(z_dim=30, n_e_w=15, dynamics_dim=50, rnn_dim=512, rnn_layers=3, seq_len=20)),
     ("configs/vdsm/sprites.py", dict(z_dim=30, n_e_w=40, dynamics_dim=50, rnn_dim=512, rnn_layers=3, seq_len=16)),
+    # the 2-hour CPU config keeps the architecture of the README one (sizes of batches and schedules only)
+    ("configs/vdsm/sprites_fast.py", dict(z_dim=30, n_e_w=40, dynamics_dim=50, rnn_dim=512, rnn_layers=3, seq_len=16)),
     ("configs/vdsm/moving_mnist.py", {}),
     ("configs/vdsm/pendulum.py", {}),
     ("configs/vdsm/quickstart.py", {}),

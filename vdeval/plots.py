@@ -106,7 +106,8 @@ def mean_std_curves(
         raise ValueError(f"steps must be a non-empty 1-D sequence; got shape {x.shape}")
     if not series:
         raise ValueError("series must hold at least one (name, (mean, std)) entry; got none")
-    fig, ax = plt.subplots(figsize=(5.0, 3.5))
+    many = len(series) > 6  # then the legend goes beside the axes, where it hides no line
+    fig, ax = plt.subplots(figsize=(8.0 if many else 5.0, 3.5 + 0.12 * max(0, len(series) - 20)))
     try:
         for i, (name, (mean, std)) in enumerate(series.items()):
             m = np.asarray(mean, dtype=np.float64)
@@ -117,7 +118,8 @@ def mean_std_curves(
                     f"got shapes {m.shape} and {s.shape}"
                 )
             colour = f"C{i % 10}"
-            ax.plot(x, m, color=colour, label=name, marker="." if x.size <= 50 else None)
+            style = ("-", "--", ":", "-.")[(i // 10) % 4]  # colours repeat after 10: the line style tells them apart
+            ax.plot(x, m, color=colour, linestyle=style, label=name, marker="." if x.size <= 50 else None)
             ax.fill_between(x, m - s, m + s, color=colour, alpha=0.25, linewidth=0)
     except ValueError:
         plt.close(fig)
@@ -126,5 +128,8 @@ def mean_std_curves(
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize="small")
+    if many:
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize="small")
     return _save(fig, out)
