@@ -170,8 +170,7 @@ def run(
 
     config: the stage's flat config (dataset, data_dir, dataset_config, manual_dir, debug_nans,
     keep_checkpoints, keep_period (epochs), model_save_interval, model_test_interval, log_every_steps,
-    max_consecutive_nonfinite,
-    and the batch size field `model.batch_field`).
+    max_consecutive_nonfinite, and the batch size field `model.batch_field`).
     stop_after_steps: end this call after that many steps without a final checkpoint (a simulated crash; tests).
     Raises NonFiniteTrainingError after config.max_consecutive_nonfinite skipped updates in a row.
     """
@@ -219,6 +218,10 @@ def run(
     # the run: each checkpoint's meta carries it on, and the accuracy-vs-time curve (vdeval.curve) reads it.
     carried_seconds = float(resumed.get("train_seconds", 0.0)) if resumed is not None else 0.0
     started = time.perf_counter()
+
+    def train_seconds() -> float:
+        return carried_seconds + time.perf_counter() - started
+
     try:
         with preemption.stop_on_signals() as stop:
             for step in range(start_step, model.total_steps):
@@ -253,7 +256,7 @@ def run(
                         skipped_steps=int(host["skipped"]),
                         steps_per_second=rate.rate(),
                         epoch=(step + 1) / model.steps_per_epoch,
-                        train_seconds=carried_seconds + time.perf_counter() - started,
+                        train_seconds=train_seconds(),
                     )
                     progress.set_postfix(loss=f"{metrics['loss']:.4g}")
                 if epoch_done and model.epoch_metrics:
@@ -282,7 +285,7 @@ def run(
                 stopping = _stop_agreed(stop.requested is not None)
                 if save_due or stopping:
                     meta = model.state_meta(step + 1, batches.get_state())
-                    meta["train_seconds"] = carried_seconds + time.perf_counter() - started
+                    meta["train_seconds"] = train_seconds()
                     checkpoints.save(step + 1, state, meta)
                 if stopping:
                     summary["stopped_by"] = stop.requested or "a stop signal to another process"

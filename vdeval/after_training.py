@@ -98,14 +98,14 @@ def evaluate_trained_run(
     if judge is None:
         print("the judge was stopped by a signal with a checkpoint; rerun the command to resume it and evaluate")
         return None
+    shared = {"data_dir": config.data_dir, "horizon": int(e.horizon)}
     result = evaluate(
         workdir,
         judge,
-        data_dir=config.data_dir,
         seeds=[int(s) for s in e.seeds],
         max_clips=int(e.max_clips),
         max_probe_clips=int(e.max_probe_clips),
-        horizon=int(e.horizon),
+        **shared,
     )
     print(result["markdown"])
     print(f"wrote {', '.join(result['paths'].values())}")
@@ -114,11 +114,10 @@ def evaluate_trained_run(
             evaluate,
             workdir,
             judge,
-            data_dir=config.data_dir,
             seeds=[int(s) for s in e.curve_seeds],
             max_clips=int(e.curve_max_clips),
             max_probe_clips=int(e.curve_max_clips),
-            horizon=int(e.horizon),
+            **shared,
         )
         print(curve_table(curve["curve"]))
         print(f"wrote {', '.join(curve['paths'].values())}")

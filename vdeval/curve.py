@@ -108,13 +108,16 @@ def accuracy_curve(
     return {"curve": curve, "paths": paths}
 
 
+def pair_names(points: Sequence[dict[str, Any]]) -> list[str]:
+    """Every "mode/head" pair of the curve's points, in order of first appearance (stage 2 adds its modes)."""
+    return list(dict.fromkeys(name for point in points for name in point["accuracy"]))
+
+
 def plot_curve(curve: dict[str, Any], out: str) -> str:
     """Accuracy of each (mode, head) against minutes of training; a pair a stage does not have (e.g. DRNet's
     'predict' in stage 1) leaves a gap there."""
     points = curve["points"]
-    names: list[str] = []
-    for point in points:
-        names.extend(name for name in point["accuracy"] if name not in names)
+    names = pair_names(points)
     nan = {"mean": math.nan, "std": math.nan}
     series = {
         name: tuple([p["accuracy"].get(name, nan)[key] for p in points] for key in ("mean", "std")) for name in names
@@ -127,9 +130,7 @@ def plot_curve(curve: dict[str, Any], out: str) -> str:
 
 def curve_table(curve: dict[str, Any]) -> str:
     """The curve as a Markdown table: one row per checkpoint, accuracy (%) of each (mode, head) pair."""
-    names: list[str] = []
-    for point in curve["points"]:
-        names.extend(name for name in point["accuracy"] if name not in names)
+    names = pair_names(curve["points"])
     lines = [
         f"Accuracy (%) over training of {curve['run']} (seeds {curve['seeds']}; headline {curve['headline']}):",
         "",
