@@ -22,6 +22,9 @@ def pytest_configure(config):
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+# The stderr of the CLI runs of the trained_* fixtures (with JAX_LOG_COMPILES), kept in their workdirs.
+COMMAND_LOG = "command_stderr.log"
+
 SHARED_LPC = REPO_ROOT.parent / "shared" / "data" / "lpc"
 
 
@@ -76,8 +79,10 @@ def trained_vdsm_run(tmp_path_factory, tiny_moving_mnist) -> pathlib.Path:
         "--config.data_dir",
         tiny_moving_mnist,
     ]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    env = {**os.environ, "JAX_LOG_COMPILES": "1"}  # every compilation logged: see the compile-once tests
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
+    (workdir / COMMAND_LOG).write_text(result.stderr)
     return workdir
 
 
@@ -99,8 +104,10 @@ def trained_drnet_run(tmp_path_factory, tiny_moving_mnist) -> pathlib.Path:
         "--config.data_dir",
         tiny_moving_mnist,
     ]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    env = {**os.environ, "JAX_LOG_COMPILES": "1"}  # every compilation logged: see the compile-once tests
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
+    (workdir / COMMAND_LOG).write_text(result.stderr)
     return workdir
 
 

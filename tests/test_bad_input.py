@@ -222,6 +222,17 @@ TRAINING_CONFIG_CASES = {
         {"stage2.epochs": 0},
         ["config.epochs must be an integer >= 1, got 0 (stage 2: config.stage2 applied)"],
     ),
+    "vdsm: lr drop past the last epoch": (
+        "vdsm",
+        {"lr_drop_epochs": (1, 9)},
+        ["config.lr_drop_epochs must be increasing whole epochs in [1, epochs=6), got (1, 9)"],
+    ),
+    "vdsm: stage-2 lr drop past its last epoch": (
+        "vdsm",
+        {"stage2.lr_drop_epochs": (2, 9)},
+        ["config.lr_drop_epochs must be increasing whole epochs in [1, epochs=6), got (2, 9) (stage 2: config.stage2"],
+    ),
+    "vdsm: lr drop factor above 1": ("vdsm", {"lr_drop_epochs": (1,), "lr_drop_factor": 3.0}, ["lr_drop_factor must"]),
     "drnet: batch the discriminator cannot halve": ("drnet", {"batch_size": 1}, ["config.batch_size must be >= 2"]),
     "drnet: unknown optimizer": ("drnet", {"optimizer": "adamw"}, ["config.optimizer must be one of", "'adamw'"]),
     "unknown dataset": ("vdsm", {"dataset": "nope"}, ["unknown dataset 'nope'; known datasets:", "'moving_mnist'"]),

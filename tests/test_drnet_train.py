@@ -249,7 +249,13 @@ def test_configs_keep_the_original_flags_and_defaults():
     quick = load_config_file("configs/drnet/quickstart.py")
     assert quick.stage == 0 and quick.dataset_config == "quickstart_ids48" and quick.gen_horizon == 200
     vdsm_quick = load_config_file("configs/vdsm/quickstart.py")  # the two quickstarts share one judge
-    for field in ("dataset_config", "judge_steps", "judge_augment_strength", "judge_centroid_crop"):
+    for field in (
+        "dataset_config",
+        "judge_steps",
+        "judge_augment_strength",
+        "judge_centroid_crop",
+        "judge_convs_per_level",
+    ):
         vdsm_value = vdsm_quick.evaluation[field] if field.startswith("judge") else vdsm_quick[field]
         assert (quick.evaluation if field.startswith("judge") else quick)[field] == vdsm_value, field
     assert quick.evaluation.judge_seq_len == vdsm_quick.stage2.seq_len

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from drnet_jax import evaluate as drnet_evaluate
-from vdeval.evaluation import partners
+from vdeval.evaluation import Clips, GenerationMode, partners, score_mode
+from vdeval.factors import ALL_IDENTITY, DYNAMICS, IDENTITY, Head
 from vdeval.prediction import picture_steps
-from vdeval.trained_judge import TrainedJudge
+from vdeval.trained_judge import JudgeOutputs, TrainedJudge
 from vdsm_jax import VDSM, api
 from vdsm_jax import evaluate as vdsm_evaluate
 from vdsm_jax.models import identity_weights
@@ -88,6 +89,46 @@ def test_partners_are_a_seeded_derangement():
     np.testing.assert_array_equal(partners(10, 4), partners(10, 4))
     with pytest.raises(ValueError, match="at least 2"):
         partners(1, 0)
+
+
+class _TwoDigitJudge:
+    """A judge whose clip probabilities are given: two digit heads and a direction head."""
+
+    heads = (
+        Head("digit_0", 10, IDENTITY, "digits", 0),
+        Head("digit_1", 10, IDENTITY, "digits", 1),
+        Head("direction_0", 9, DYNAMICS, "velocities", 0, "velocity_signs"),
+    )
+
+    def __init__(self, guesses: dict[str, np.ndarray]):
+        self.guesses = guesses
+
+    def classify(self, videos: np.ndarray) -> JudgeOutputs:
+        probs = {name: np.eye(10 if name.startswith("digit") else 9)[g] for name, g in self.guesses.items()}
+        return JudgeOutputs(probs, {}, np.random.default_rng(0).random((len(videos), 4)))
+
+
+def test_both_digits_of_the_content_source_are_scored_at_once():
+    count = 6
+    truth = {"digit_0": np.arange(count), "digit_1": np.arange(count)[::-1] + 2, "direction_0": np.zeros(count, int)}
+    clips = Clips(np.zeros((count, 2, 4, 4, 3)), truth)
+    partner = partners(count, seed=1)
+    guesses = {"digit_0": truth["digit_0"][partner].copy(), "digit_1": truth["digit_1"][partner].copy()}
+    guesses["digit_1"][:2] = (guesses["digit_1"][:2] + 1) % 10  # rows 0, 1 lose the second digit
+    guesses["digit_0"][1:3] = (guesses["digit_0"][1:3] + 1) % 10  # rows 1, 2 lose the first
+    guesses["direction_0"] = truth["direction_0"]
+    analogy = GenerationMode("analogy", "content of B, pose of A", "b", "a", lambda a, b, s: a)
+    result = score_mode(
+        _TwoDigitJudge(guesses), analogy, clips.videos, clips, partner, np.zeros((count, 4)), np.random.default_rng(0)
+    )
+    assert result["accuracy"]["digit_0"] == pytest.approx(4 / 6)
+    assert result["accuracy"]["digit_1"] == pytest.approx(4 / 6)
+    assert result["accuracy"][ALL_IDENTITY] == pytest.approx(3 / 6)  # rows 3, 4, 5
+    pose_only = GenerationMode("free", "prior content", None, "a", lambda a, b, s: a)
+    result = score_mode(
+        _TwoDigitJudge(guesses), pose_only, clips.videos, clips, partner, np.zeros((count, 4)), np.random.default_rng(0)
+    )
+    assert ALL_IDENTITY not in result["accuracy"] and set(result["accuracy"]) == {"direction_0"}
 
 
 def test_picture_steps():
@@ -201,12 +242,14 @@ def test_a_training_command_ends_with_the_evaluation_table(
     assert vdsm_evaluate.after_training(config, run) is None  # evaluation is off unless a config turns it on
     config.data_dir = data_dir
     config.evaluation.update(enabled=True, judge_steps=6, max_clips=6, max_probe_clips=12, judge_centroid_crop=16)
+    config.evaluation.update(judge_convs_per_level=2, judge_pool_frame_logits=True)
     monkeypatch.setattr(after_training, "default_config", lambda: tiny_judge_config(data_dir, 0))
     result = vdsm_evaluate.after_training(config, run)
 
-    judge = os.path.join(data_dir, "judges", "moving_mnist-smoke-T3-s6-c16")
+    judge = os.path.join(data_dir, "judges", "moving_mnist-smoke-T3-s6-c16-v2-p")
     assert result["metrics"]["judge"]["workdir"] == judge and result["metrics"]["seq_len"] == 3
-    assert TrainedJudge.from_workdir(judge).model.centroid_crop == 16
+    network = TrainedJudge.from_workdir(judge).model
+    assert (network.centroid_crop, network.convs_per_level, network.pool_frame_logits) == (16, 2, True)
     assert result["metrics"]["judge"]["report"]["steps"] == 6  # trained for judge_steps, scored on the test clips
     printed = capsys.readouterr().out
     assert f"training the judge of moving_mnist/smoke (T 3) into {judge}" in printed

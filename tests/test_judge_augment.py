@@ -49,3 +49,14 @@ def test_every_frame_of_a_clip_gets_the_same_map_and_keeps_its_position():
     np.testing.assert_allclose(out[0, 0, 4:17, 4:17], out[0, 1, 10:23, 8:21], atol=1e-4)
     linear = np.asarray(random_affines(jax.random.key(0), 1000, 0.2))
     assert np.all(np.abs(np.linalg.det(linear)) > 0.4) and np.abs(linear - np.eye(2)).max() > 0.15
+
+
+def test_each_colour_channel_turns_about_its_own_centre_so_two_digits_stay_where_they_are():
+    frame = np.concatenate([_bar(8, 9), _bar(22, 20), np.zeros((32, 32, 1), np.float32)], -1)
+    quarter = jnp.array([[0.0, -1.0], [1.0, 0.0]])
+    turned = np.asarray(warp_about_centroid(jnp.asarray(frame), quarter))
+    for channel, centre in ((0, [8, 9]), (1, [22, 20])):
+        np.testing.assert_allclose(_centre(turned[..., channel : channel + 1]), centre, atol=1e-4)
+        rows, cols = np.nonzero(turned[..., channel] > 0.5)
+        assert rows.max() - rows.min() == 12 and cols.max() - cols.min() == 2  # vertical now
+    assert not turned[..., 2].any()

@@ -5,6 +5,7 @@ and a `kill -9` during a checkpoint write."""
 import dataclasses
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import COMMAND_LOG, REPO_ROOT
 from jax._src.array import ArrayImpl
 from tests_helpers import metrics_rows, toy_loop_config, toy_loop_model
 
@@ -134,3 +135,14 @@ def test_kill_9_during_a_checkpoint_write_resumes_from_the_previous_complete_one
     for step in (4, 5, 6):
         assert got[step]["loss"] == expected[step]["loss"], step
     assert full["final_metrics"] == resumed["final_metrics"]
+
+
+@pytest.mark.parametrize("run", ["trained_vdsm_run", "trained_drnet_run"])
+def test_each_real_train_step_compiles_once_per_stage_and_keeps_its_donated_buffers(run, request):
+    """Both stages of each model's tiny config through the CLI (several steps, epochs, checkpoints and pictures
+    each), every compilation logged: one train-step program per stage, and XLA used every donated buffer."""
+    log = (request.getfixturevalue(run) / COMMAND_LOG).read_text()
+    compiled = re.findall(r"Compiling jit\((\w+)\) with global shapes", log)
+    assert compiled, "the run's log holds no compilation (JAX_LOG_COMPILES not applied?)"
+    assert compiled.count("_accumulate") == 2, compiled  # stage 1's step and stage 2's, once each
+    assert "donated buffers were not usable" not in log

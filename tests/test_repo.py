@@ -31,11 +31,15 @@ def test_setup_pins_exact_versions():
         assert op == "==", f"{name} is not pinned exactly"
 
 
-def test_every_config_file_names_a_defined_dataset_config():
-    """A config pointing at a dataset config its builder no longer defines would fail only when run."""
+def test_every_config_file_names_a_defined_dataset_config_and_passes_its_checks_in_both_stages():
+    """A config pointing at a dataset config its builder no longer defines, or holding a value its model's
+    check refuses (an lr drop past its stage's epochs, a keep_period off the save interval), would fail only
+    when run."""
     from conftest import load_config_file
 
     from data_prep.builders import builder_class
+    from drnet_jax import config_defaults as drnet_defaults
+    from vdsm_jax import config_defaults as vdsm_defaults
 
     paths = sorted(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "configs").glob("*/*.py"))
     assert len(paths) >= 10, paths
@@ -43,6 +47,9 @@ def test_every_config_file_names_a_defined_dataset_config():
         config = load_config_file(path)
         defined = {c.name for c in builder_class(config.dataset).BUILDER_CONFIGS}
         assert config.dataset_config in defined, (path, config.dataset, config.dataset_config, sorted(defined))
+        defaults = {"vdsm": vdsm_defaults, "drnet": drnet_defaults}[path.split("/")[1]]
+        for stage in (1, 2):
+            defaults.check_config(defaults.stage_config(config, stage))
 
 
 # Lower layers never import higher ones: the data layer knows nothing of training, the shared package nothing of

@@ -20,7 +20,7 @@ from vdsm_jax import train as vdsm_train
 from vdsm_jax.config_defaults import stage_config
 from vdsm_jax.models import VDSMModules
 from vdsm_jax.schedules import make_schedules
-from vdsm_jax.state import init_state, make_optimizer
+from vdsm_jax.state import init_state, make_optimizer, with_learning_rate
 
 
 def _losses(workdir) -> dict[int, float]:
@@ -56,6 +56,21 @@ def test_resume_reproduces_the_next_losses_exactly(tmp_path, tiny_moving_mnist):
     assert sorted(got) == list(range(1, 7))
     for step in range(3, 7):
         assert got[step] == expected[step], (step, got[step], expected[step])
+
+
+def test_the_lr_drops_at_the_given_epochs_and_lr_resume_keeps_the_drop():
+    config = load_config_file("configs/vdsm/tiny.py", "stage1")
+    config.update({"lr_VDSMEncDec": 0.1, "bs_per_epoch": 2, "epochs": 4, "lr_drop_epochs": (1, 3)})
+    tx = make_optimizer(config)
+    params = {"x": jnp.zeros(())}
+    opt_state = tx.init(params)
+    moves = []
+    for _ in range(8):  # Adam under a constant gradient moves every step by the learning rate
+        updates, opt_state = tx.update({"x": jnp.ones(())}, opt_state, params)
+        moves.append(-float(updates["x"]))
+        if len(moves) == 5:
+            opt_state = with_learning_rate(opt_state, 0.05)
+    np.testing.assert_allclose(moves, [0.1, 0.1, 0.03, 0.03, 0.03, 0.015, 0.0045, 0.0045], rtol=1e-4)
 
 
 def _step_fn(config):
@@ -152,7 +167,7 @@ def test_loss_on_four_devices_equals_one_device():
         from vdsm_jax.config_defaults import stage_config
         from vdsm_jax.models import VDSMModules
         from vdsm_jax.schedules import make_schedules
-        from vdsm_jax.state import init_state, make_optimizer
+        from vdsm_jax.state import init_state, make_optimizer, with_learning_rate
         assert jax.device_count() == 4
         # Stage 1 also with XLA's convolutions (the GPU/TPU formulation): on several devices its decoder switches
         # to the matmul formulation, whose batch the partitioner can split.

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from jax import lax
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
@@ -118,7 +119,9 @@ def _accumulate(train_step: Step, limit: int, state: State, acc: dict, videos: j
     consecutive = state.nonfinite_consecutive
     tripped = (acc["tripped_at"] == 0) & (consecutive >= limit)
     acc = {
-        "last": metrics,
+        # Strongly typed: a metric computed from Python floats (VDSM's schedule values) comes out weak-typed, and
+        # a weak-typed accumulator on the next call would be a new jit cache key (one extra trace and compile).
+        "last": jax.tree.map(lambda m: lax.convert_element_type(m, m.dtype), metrics),
         "epoch_sum": {k: s + jnp.where(finite, metrics[k], 0.0) for k, s in acc["epoch_sum"].items()},
         "epoch_count": acc["epoch_count"] + finite.astype(jnp.int32),
         "skipped": state.nonfinite_total,

@@ -98,6 +98,8 @@ def evaluation_config() -> ml_collections.ConfigDict:
             "judge_steps": 1500,
             "judge_augment_strength": 0.0,  # > 0: random affine digit shapes while the judge trains (vdeval.judge_augment)
             "judge_centroid_crop": 0,  # > 0: the judge's CNN sees this wide a window about each frame's centre of mass
+            "judge_convs_per_level": 1,  # convolutions per resolution level of the judge's frame CNN
+            "judge_pool_frame_logits": False,  # identity heads also average their per-frame logits over the clip
             "seeds": (0, 1, 2),
             "max_clips": 400,
             "max_probe_clips": 1000,

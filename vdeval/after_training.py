@@ -32,12 +32,16 @@ def judge_workdir(
     steps: int,
     augment_strength: float = 0.0,
     centroid_crop: int = 0,
+    convs_per_level: int = 1,
+    pool_frame_logits: bool = False,
 ) -> str:
-    """<data_dir>/judges/<dataset>-<config>-T<seq_len>-s<steps>[-a<augment strength>][-c<crop>]: one judge per
-    setting."""
+    """<data_dir>/judges/<dataset>-<config>-T<seq_len>-s<steps>[-a<augment strength>][-c<crop>][-v<convs per
+    level>][-p (pooled frame logits)]: one judge per setting."""
     augment = f"-a{augment_strength:g}" if augment_strength else ""
     crop = f"-c{centroid_crop}" if centroid_crop else ""
-    name = f"{dataset}-{dataset_config or 'default'}-T{seq_len}-s{steps}{augment}{crop}"
+    convs = f"-v{convs_per_level}" if convs_per_level != 1 else ""
+    pool = "-p" if pool_frame_logits else ""
+    name = f"{dataset}-{dataset_config or 'default'}-T{seq_len}-s{steps}{augment}{crop}{convs}{pool}"
     return os.path.join(data_dir, "judges", name)
 
 
@@ -58,8 +62,13 @@ def ensure_judge(config: ml_collections.ConfigDict, clip_len: int) -> str | None
         return e.judge
     dataset_config = e.judge_dataset_config or config.dataset_config
     seq_len = int(e.judge_seq_len) or int(clip_len)
-    augment, crop = float(e.judge_augment_strength), int(e.judge_centroid_crop)
-    workdir = judge_workdir(config.data_dir, config.dataset, dataset_config, seq_len, int(e.judge_steps), augment, crop)
+    settings = {
+        "augment_strength": float(e.judge_augment_strength),
+        "centroid_crop": int(e.judge_centroid_crop),
+        "convs_per_level": int(e.judge_convs_per_level),
+        "pool_frame_logits": bool(e.judge_pool_frame_logits),
+    }
+    workdir = judge_workdir(config.data_dir, config.dataset, dataset_config, seq_len, int(e.judge_steps), **settings)
     report = os.path.join(workdir, REPORT_FILE)
     if os.path.isfile(report):
         with open(report) as f:
@@ -73,8 +82,7 @@ def ensure_judge(config: ml_collections.ConfigDict, clip_len: int) -> str | None
         data_dir=config.data_dir,
         seq_len=seq_len,
         steps=int(e.judge_steps),
-        augment_strength=augment,
-        centroid_crop=crop,
+        **settings,
     )
     print(f"training the judge of {config.dataset}/{dataset_config} (T {seq_len}) into {workdir}")
     result = train_and_evaluate(judge, workdir)

@@ -29,7 +29,7 @@ from data_prep.input_pipeline import ordered_clips
 from data_prep.samplers import SplitSource
 from vdcore.checkpoint import CHECKPOINT_SUBDIR
 from vdeval import metrics
-from vdeval.factors import DYNAMICS, IDENTITY, Head, head_classes
+from vdeval.factors import ALL_IDENTITY, DYNAMICS, IDENTITY, Head, head_classes, joint_identity_heads
 from vdeval.trained_judge import TrainedJudge
 
 # A model's evaluate command: evaluate(workdir, judge_dir, *, data_dir, seeds, max_clips, max_probe_clips,
@@ -125,7 +125,8 @@ def score_mode(
     real_features: np.ndarray,
     rng: np.random.Generator,
 ) -> dict[str, Any]:
-    """One mode at one seed: accuracy of the held heads, judge scores of every head, Fréchet distance."""
+    """One mode at one seed: accuracy of the held heads (and ALL_IDENTITY, every identity head right at once, with
+    two or more of them), judge scores of every head, Fréchet distance."""
     out = judge.classify(generated)
     accuracy, scores = {}, {}
     for head in judge.heads:
@@ -135,6 +136,12 @@ def score_mode(
             labels = clips.classes[head.name] if source == "a" else clips.classes[head.name][partner]
             accuracy[head.name] = metrics.accuracy(out.probs[head.name], labels)
         scores[head.name] = metrics.judge_scores(out.probs[head.name], labels, rng)
+    joint = joint_identity_heads(judge.heads)
+    if joint and mode.identity_from is not None:
+        rows = slice(None) if mode.identity_from == "a" else partner
+        accuracy[ALL_IDENTITY] = metrics.joint_accuracy(
+            [out.probs[h.name] for h in joint], [clips.classes[h.name][rows] for h in joint]
+        )
     return {"accuracy": accuracy, "scores": scores, "frechet": metrics.frechet_distance(real_features, out.features)}
 
 
@@ -233,7 +240,7 @@ def evaluate_model(
     splits: tuple[str, str],
     data_dir: str,
     judge: TrainedJudge,
-    modes: Sequence[GenerationMode],
+    modes: Sequence[GenerationMode] | Callable[[np.ndarray], Sequence[GenerationMode]],
     encode_codes: Callable[[np.ndarray], dict[str, np.ndarray]],
     code_kinds: Mapping[str, str],
     headline_mode: str | None,
@@ -247,6 +254,8 @@ def evaluate_model(
     """The whole protocol for one trained model → (metrics dict as vdeval.report describes, pictures per mode).
 
     frame_shape: (image size, channels) of the run's clips, checked against the judge's; splits: (train, test).
+    modes: the generation modes, or a function of the probes' training clips (N, T, S, S, C) that returns them,
+    for modes fitted to the training data (VDSM's fitted identity prior).
     encode_codes(videos) → {code name: (N, D)} for the probes and the re-encoded held codes; code_kinds: {code
     name: IDENTITY or DYNAMICS}, which factor each code carries; headline_head: the head of the papers' row
     (default: the first dynamics head); extra(test split, the indices of its evaluated clips, seeds) →
@@ -263,6 +272,8 @@ def evaluate_model(
     test_source = split_source(builder, test_split)
     test = load_clips(test_source, judge.heads, judge.seq_len, max_clips)
     train = load_clips(split_source(builder, train_split), judge.heads, judge.seq_len, max_probe_clips)
+    if callable(modes):
+        modes = modes(train.videos)
     results, pictures = evaluate_modes(judge, test, modes, seeds, encode_codes=encode_codes, code_kinds=code_kinds)
     probes = probe_codes(encode_codes(train.videos), train.classes, encode_codes(test.videos), test.classes, seeds)
     headline = judge.head(headline_head) if headline_head else primary_dynamics_head(judge.heads)

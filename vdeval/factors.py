@@ -24,6 +24,9 @@ import numpy as np
 from data_prep.builders.base import VideoDatasetBuilder
 
 IDENTITY, DYNAMICS = "identity", "dynamics"
+# The accuracy key of 'every identity head right at once' (two-digit Moving MNIST: both digits read), reported
+# beside the heads' own accuracies where a judge has two or more identity heads.
+ALL_IDENTITY = "all_identity"
 DIRECTION_NAMES = tuple(f"{dy}/{dx}" for dy in ("up", "still", "down") for dx in ("left", "still", "right"))
 
 
@@ -129,6 +132,12 @@ def judge_heads(builder: VideoDatasetBuilder, all_labels: Mapping[str, np.ndarra
             raise ValueError("mug_fed judge heads need the labels of every split to count the subjects")
         return _mug_fed(builder, int(np.max(all_labels["identity"])) + 1)
     raise ValueError(f"no judge heads are defined for dataset {name!r}")
+
+
+def joint_identity_heads(heads: tuple[Head, ...]) -> tuple[Head, ...]:
+    """The identity heads scored jointly under ALL_IDENTITY: all of them when there are two or more, else none."""
+    identity = tuple(h for h in heads if h.kind == IDENTITY)
+    return identity if len(identity) >= 2 else ()
 
 
 def head_classes(heads: tuple[Head, ...], labels: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

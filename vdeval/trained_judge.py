@@ -36,7 +36,7 @@ from vdcore.checkpoint import (
     check_meta_format,
 )
 from vdcore.train_state import TrainState
-from vdeval.factors import Head, head_classes
+from vdeval.factors import ALL_IDENTITY, Head, head_classes, joint_identity_heads
 from vdeval.judge_model import Judge
 
 META_FORMAT = "vdeval.judge/1"
@@ -202,17 +202,26 @@ class TrainedJudge:
 
 
 def split_accuracy(judge: TrainedJudge, source: SplitSource, progress: Any = None) -> dict[str, Any]:
-    """Held-out accuracy per head (sequence heads, and the identity heads frame by frame) on every clip of a split."""
-    correct = {h.name: 0 for h in judge.heads}
-    frame_correct = {h.name: 0 for h in judge.heads if h.framewise}
+    """Held-out accuracy per head (sequence heads, and the identity heads frame by frame) on every clip of a split;
+    with two or more identity heads also ALL_IDENTITY, every one of them right at once: the ceiling of the
+    evaluation's joint identity accuracy (a generator that keeps both digits scores at most this)."""
+    joint = [h.name for h in joint_identity_heads(judge.heads)]
+    extra = [ALL_IDENTITY] if joint else []
+    correct = {name: 0 for name in [h.name for h in judge.heads] + extra}
+    frame_correct = {name: 0 for name in [h.name for h in judge.heads if h.framewise] + extra}
     count = 0
     for batch in ordered_clips(source, judge.seq_len, batch_size=EVAL_BATCH):
         out = judge.classify(batch["video"])
         classes = head_classes(judge.heads, batch)
-        for name, probs in out.probs.items():
-            correct[name] += int(np.sum(probs.argmax(-1) == classes[name]))
-        for name, probs in out.frame_probs.items():
-            frame_correct[name] += int(np.sum(probs.argmax(-1) == classes[name][:, None])) / judge.seq_len
+        hits = {name: probs.argmax(-1) == classes[name] for name, probs in out.probs.items()}
+        frame_hits = {name: probs.argmax(-1) == classes[name][:, None] for name, probs in out.frame_probs.items()}
+        if joint:
+            hits[ALL_IDENTITY] = np.logical_and.reduce([hits[name] for name in joint])
+            frame_hits[ALL_IDENTITY] = np.logical_and.reduce([frame_hits[name] for name in joint])
+        for name, hit in hits.items():
+            correct[name] += int(np.sum(hit))
+        for name, hit in frame_hits.items():
+            frame_correct[name] += int(np.sum(hit)) / judge.seq_len
         count += len(batch["video"])
         if progress is not None:
             progress.update(len(batch["video"]))

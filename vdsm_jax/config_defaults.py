@@ -50,6 +50,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.lr_VDSMEncDec = 1e-3
     c.lr_VDSMSeq = 1e-3
     c.lr_resume = config_dict.placeholder(float)  # replaces the lr when a run resumes from a checkpoint
+    # Not in the original (one rate throughout): the lr is multiplied by lr_drop_factor at the start of each of
+    # these epochs of the stage (counted from its first step; () = never).
+    c.lr_drop_epochs = ()
+    c.lr_drop_factor = 0.3
     c.num_particles = 1
 
     # Schedules (the original's per-epoch annealing arrays; vdsm_jax/schedules.py).
@@ -110,6 +114,7 @@ def base_config() -> ml_collections.ConfigDict:
             "anneal_end_t": 1.0,
             "anneal_start_dynamics": 0.1,
             "anneal_end_dynamics": 1.0,
+            "lr_drop_epochs": (),  # epochs differ between the stages, so the drops are set per stage
         }
     )
     return c
@@ -132,6 +137,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     check_keep_period(config)
     if config.lr_resume is not None and not config.lr_resume > 0:
         raise ConfigValueError(f"config.lr_resume must be > 0 or None, got {config.lr_resume!r}")
+    drops = tuple(config.lr_drop_epochs)
+    if any(not isinstance(e, int) or e < 1 or e >= config.epochs for e in drops) or list(drops) != sorted(set(drops)):
+        raise ConfigValueError(
+            f"config.lr_drop_epochs must be increasing whole epochs in [1, epochs={config.epochs}), got {drops!r}"
+        )
+    if drops and not 0 < config.lr_drop_factor < 1:
+        raise ConfigValueError(f"config.lr_drop_factor must be in (0, 1), got {config.lr_drop_factor!r}")
     if not 0 < config.anneal_t_midfrac1 < config.anneal_t_midfrac2 < 1:
         raise ConfigValueError(
             "config.anneal_t_midfrac1 and config.anneal_t_midfrac2 must satisfy 0 < midfrac1 < midfrac2 < 1, got "

@@ -27,7 +27,7 @@ from absl import flags
 
 from vdeval import evaluate_cli
 from vdeval.after_training import evaluate_trained_run, last_stage_config
-from vdeval.evaluation import GenerationMode, evaluate_model, load_clips, stage_workdir
+from vdeval.evaluation import GenerationMode, evaluate_model, stage_workdir
 from vdeval.factors import DYNAMICS, IDENTITY
 from vdeval.report import write_evaluation
 from vdeval.trained_judge import TrainedJudge
@@ -115,11 +115,12 @@ def evaluate(
     identity_prior = identity_prior or config.get("identity_prior", "original")
     if identity_prior not in IDENTITY_PRIORS:
         raise ValueError(f"identity_prior must be one of {IDENTITY_PRIORS}, got {identity_prior!r}")
-    if identity_prior == "fitted":
-        model = model.with_fitted_identity_prior(
-            training_clips(config, data_dir or config.data_dir, judge.seq_len, max_probe_clips)
-        )
-    modes, skipped = generation_modes(model, judge.seq_len)
+    _, skipped = generation_modes(model, judge.seq_len)
+
+    def modes(train_videos: np.ndarray) -> list[GenerationMode]:
+        fitted = model.with_fitted_identity_prior(train_videos) if identity_prior == "fitted" else model
+        return generation_modes(fitted, judge.seq_len)[0]
+
     metrics, pictures = evaluate_model(
         model_name="VDSM" if identity_prior == "original" else "VDSM, identity prior fitted to training clips",
         run=stage_dir,
@@ -140,14 +141,6 @@ def evaluate(
         skipped_modes=skipped,
     )
     return write_evaluation(workdir, out, metrics, pictures)
-
-
-def training_clips(config: ml_collections.ConfigDict, data_dir: str, seq_len: int, max_clips: int) -> np.ndarray:
-    """Up to max_clips clips (their first seq_len frames) of the run's training split, uint8."""
-    from data_prep.input_pipeline import open_dataset, split_source
-
-    builder = open_dataset(config.dataset, data_dir, config.dataset_config or None)
-    return load_clips(split_source(builder, config.train_split), (), seq_len, max_clips).videos
 
 
 def after_training(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | None:

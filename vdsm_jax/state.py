@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -30,8 +31,23 @@ def learning_rate(config: ml_collections.ConfigDict) -> float:
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam with the stage's learning rate as an injectable hyper-parameter (so `lr_resume` can replace it)."""
-    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate(config))
+    """Adam with the stage's learning rate as an injectable hyper-parameter (so `lr_resume` can replace it),
+    its updates scaled by `lr_drop_factor` once per epoch of `lr_drop_epochs` (not the original's: it keeps one
+    rate; short runs need the drop, e.g. configs/vdsm/sprites_fast.py). The drop follows the optimiser's own step
+    count, which the checkpoint holds, so a resumed run drops at the same steps."""
+    adam = optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate(config))
+    if not config.lr_drop_epochs:
+        return adam
+    steps = {int(epoch) * int(config.bs_per_epoch): float(config.lr_drop_factor) for epoch in config.lr_drop_epochs}
+    return optax.chain(adam, optax.scale_by_schedule(optax.piecewise_constant_schedule(1.0, steps)))
+
+
+def with_learning_rate(opt_state: Any, lr: float) -> Any:
+    """`opt_state` of `make_optimizer` with its base learning rate replaced by `lr` (lr drops still apply)."""
+    if hasattr(opt_state, "hyperparams"):
+        hyperparams = dict(opt_state.hyperparams, learning_rate=jnp.asarray(lr, jnp.float32))
+        return opt_state._replace(hyperparams=hyperparams)
+    return (with_learning_rate(opt_state[0], lr), *opt_state[1:])
 
 
 def split_params(params: Params, stage: int) -> tuple[Params, Params]:

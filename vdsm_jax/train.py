@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -33,6 +32,7 @@ from vdsm_jax.state import (
     make_optimizer,
     restore_state,
     state_meta,
+    with_learning_rate,
 )
 
 SCHEDULE_NAMES = ("temp_id", "anneal_id", "anneal_t", "anneal_dynamics")
@@ -74,9 +74,7 @@ def make_train_batches(config: ml_collections.ConfigDict, num_devices: int) -> B
 
 
 def _with_lr(state: TrainState, lr: float) -> TrainState:
-    opt_state = state.opt_state
-    hyperparams = dict(opt_state.hyperparams, learning_rate=jnp.asarray(lr, jnp.float32))
-    return state.replace(opt_state=opt_state._replace(hyperparams=hyperparams))
+    return state.replace(opt_state=with_learning_rate(state.opt_state, lr))
 
 
 def train_and_evaluate(
