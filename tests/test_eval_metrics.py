@@ -39,29 +39,6 @@ def test_accuracy_of_a_generator_that_ignores_the_held_factor_is_chance():
     assert metrics.accuracy(constant, balanced) == pytest.approx(1 / K)
 
 
-def test_joint_accuracy_counts_a_sample_only_when_every_head_is_right():
-    rng = np.random.default_rng(2)
-    first, second = rng.integers(0, K, 1000), rng.integers(0, 10, 1000)
-    assert metrics.joint_accuracy([_one_hot(first, K), _one_hot(second, 10)], [first, second]) == 1.0
-    half_wrong = second.copy()
-    half_wrong[::2] = (half_wrong[::2] + 1) % 10
-    got = metrics.joint_accuracy([_one_hot(first, K), _one_hot(half_wrong, 10)], [first, second])
-    assert got == 0.5 == metrics.accuracy(_one_hot(half_wrong, 10), second)
-    guesses = [_one_hot(rng.integers(0, K, 20000), K), _one_hot(rng.integers(0, 10, 20000), 10)]
-    labels = [rng.integers(0, K, 20000), rng.integers(0, 10, 20000)]
-    assert metrics.joint_accuracy(guesses, labels) == pytest.approx(1 / (K * 10), abs=0.006)
-
-
-def test_joint_accuracy_names_the_bad_input():
-    labels = np.zeros(4, np.int64)
-    with pytest.raises(ValueError, match="one labels array per probs array"):
-        metrics.joint_accuracy([_one_hot(labels, K)], [labels, labels])
-    with pytest.raises(ValueError, match=r"labels\[1\] must lie in \[0, 5\)"):
-        metrics.joint_accuracy([_one_hot(labels, K), _one_hot(labels, K)], [labels, labels + 7])
-    with pytest.raises(ValueError, match=r"labels\[1\] must have shape \(3,\)"):
-        metrics.joint_accuracy([_one_hot(labels, K), _one_hot(labels[:3], K)], [labels, labels])
-
-
 # ------------------------------------------------------------------------------------ judge entropies / IS
 
 

@@ -17,7 +17,7 @@ their first frame (see vdeval.judge_data).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -138,6 +138,21 @@ def joint_identity_heads(heads: tuple[Head, ...]) -> tuple[Head, ...]:
     """The identity heads scored jointly under ALL_IDENTITY: all of them when there are two or more, else none."""
     identity = tuple(h for h in heads if h.kind == IDENTITY)
     return identity if len(identity) >= 2 else ()
+
+
+def with_all_identity(hits: Mapping[str, np.ndarray], joint: Sequence[str]) -> dict[str, np.ndarray]:
+    """`hits` ({head name: bool array of whether the judge read that head right}, e.g. (N,) per clip or (N, T) per
+    frame) as a new dict, with ALL_IDENTITY added when `joint` names any heads: the logical AND of their arrays,
+    of their one shape, every one of them right at once. `joint` is the names of joint_identity_heads (empty
+    below two identity heads, and then nothing is added). ValueError naming the heads if their shapes differ."""
+    out = dict(hits)
+    if not joint:
+        return out
+    shapes = {name: np.shape(hits[name]) for name in joint}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"the hits of the jointly scored identity heads must have one shape; got {shapes}")
+    out[ALL_IDENTITY] = np.logical_and.reduce([np.asarray(hits[name], bool) for name in joint])
+    return out
 
 
 def head_classes(heads: tuple[Head, ...], labels: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

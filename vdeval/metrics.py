@@ -115,29 +115,6 @@ def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(predicted == y))
 
 
-def joint_accuracy(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> float:
-    """Fraction of samples whose predicted class is right on every one of several heads at once.
-
-    Args:
-      probs: one (N, K_h) probability array per head (the prediction is each row's argmax).
-      labels: one (N,) integer label array per head, in the same order.
-
-    With two digits in a clip this is 'the judge reads both digits of the source clip': a generator that keeps
-    each digit with probability p independently scores about p², one that keeps neither about 1 / (K_1 K_2).
-    """
-    if len(probs) != len(labels) or not probs:
-        raise ValueError(f"give one labels array per probs array (at least one); got {len(probs)} and {len(labels)}")
-    right = None
-    for number, (p_raw, y_raw) in enumerate(zip(probs, labels, strict=True)):
-        p = _check_probs(np.asarray(p_raw), f"probs[{number}]")
-        y = _check_labels(y_raw, f"labels[{number}]", length=p.shape[0], num_classes=p.shape[1])
-        if right is not None and len(y) != len(right):
-            raise ValueError(f"every head needs the same N; probs[{number}] has {len(y)}, probs[0] {len(right)}")
-        hit = np.argmax(p, axis=1) == y
-        right = hit if right is None else right & hit
-    return float(np.mean(right))
-
-
 def balanced_subset(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Indices of a class-balanced subset of `labels`.
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from data_prep.input_pipeline import ordered_clips
 from data_prep.samplers import SplitSource
 from vdeval import metrics
-from vdeval.factors import ALL_IDENTITY, head_classes, joint_identity_heads
+from vdeval.factors import ALL_IDENTITY, head_classes, joint_identity_heads, with_all_identity
 from vdeval.trained_judge import TrainedJudge
 
 SUBSET_FRACTION = 0.8
@@ -87,12 +87,12 @@ def score_prediction(
                     batch_ssim.append(metrics.ssim(chunk[:, : real.shape[1]], real))
                 frames = chunk.reshape(-1, *chunk.shape[2:])
                 probs = judge.classify_frames(frames)
-                for head in framewise:
-                    guess = probs[head.name].argmax(-1).reshape(chunk.shape[:2])
-                    batch_correct[head.name].append(guess == classes[head.name][:, None])
-                if joint:
-                    both = np.logical_and.reduce([batch_correct[name][-1] for name in joint])
-                    batch_correct[ALL_IDENTITY].append(both)
+                hits = {
+                    head.name: probs[head.name].argmax(-1).reshape(chunk.shape[:2]) == classes[head.name][:, None]
+                    for head in framewise
+                }
+                for name, hit in with_all_identity(hits, joint).items():
+                    batch_correct[name].append(hit)
                 wanted = shown[(shown >= done) & (shown < done + k)] - done
                 keep.append(chunk[:, wanted])
                 done += k

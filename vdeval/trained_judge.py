@@ -36,7 +36,7 @@ from vdcore.checkpoint import (
     check_meta_format,
 )
 from vdcore.train_state import TrainState
-from vdeval.factors import ALL_IDENTITY, Head, head_classes, joint_identity_heads
+from vdeval.factors import ALL_IDENTITY, Head, head_classes, joint_identity_heads, with_all_identity
 from vdeval.judge_model import Judge
 
 META_FORMAT = "vdeval.judge/1"
@@ -213,11 +213,10 @@ def split_accuracy(judge: TrainedJudge, source: SplitSource, progress: Any = Non
     for batch in ordered_clips(source, judge.seq_len, batch_size=EVAL_BATCH):
         out = judge.classify(batch["video"])
         classes = head_classes(judge.heads, batch)
-        hits = {name: probs.argmax(-1) == classes[name] for name, probs in out.probs.items()}
-        frame_hits = {name: probs.argmax(-1) == classes[name][:, None] for name, probs in out.frame_probs.items()}
-        if joint:
-            hits[ALL_IDENTITY] = np.logical_and.reduce([hits[name] for name in joint])
-            frame_hits[ALL_IDENTITY] = np.logical_and.reduce([frame_hits[name] for name in joint])
+        hits = with_all_identity({name: p.argmax(-1) == classes[name] for name, p in out.probs.items()}, joint)
+        frame_hits = with_all_identity(
+            {name: p.argmax(-1) == classes[name][:, None] for name, p in out.frame_probs.items()}, joint
+        )
         for name, hit in hits.items():
             correct[name] += int(np.sum(hit))
         for name, hit in frame_hits.items():
