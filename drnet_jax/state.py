@@ -24,13 +24,21 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from drnet_jax.config_defaults import base_config
 from drnet_jax.models import BN_NETWORKS, BatchStats, DRNetModules, Params
+from vdcore import run_config
 from vdcore.checkpoint import Checkpointer, open_run_checkpoints, read_run_meta
-from vdcore.run_config import config_from_meta as config_from_meta  # re-exported
 from vdcore.run_config import run_meta
 from vdcore.train_state import TrainState
 
 META_FORMAT = "drnet_jax.checkpoint/1"
+
+
+def config_from_meta(meta: dict) -> ml_collections.ConfigDict:
+    """The stored config of a run; settings added since it was written take their defaults."""
+    return run_config.config_from_meta(meta, base_config())
+
+
 MAIN_NETWORKS = BN_NETWORKS  # optimised by the stage-1 main update
 DISCRIMINATOR = "scene_discriminator"
 # Config fields that define EC, EP and D: a stage-2 config must agree with its stage-1 run on these.

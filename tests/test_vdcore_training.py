@@ -43,3 +43,28 @@ def test_run_meta_round_trips_the_config():
     assert meta == {"format": "fmt/1", "stage": 2, "step": 25, "epoch": 2, "config": config.to_dict(),
                     "data_state": {"pos": 3}}  # fmt: skip
     assert config_from_meta(meta).to_dict() == config.to_dict()
+
+
+def test_settings_added_after_a_run_was_written_take_their_defaults():
+    defaults = ml_collections.ConfigDict({"lr": 1.0, "new": (), "block": {"old": 1, "added": "x"}, "stage": 1})
+    meta = {"config": {"lr": 1e-3, "stage": 2, "block": {"old": 5}, "only_stored": 7}}
+    assert config_from_meta(meta, defaults).to_dict() == {
+        "lr": 1e-3, "new": (), "block": {"old": 5, "added": "x"}, "stage": 2, "only_stored": 7,
+    }  # fmt: skip
+
+
+def test_an_older_vdsm_run_loads_with_the_settings_it_lacks(trained_vdsm_run, tmp_path):
+    """A run written before lr_drop_epochs existed: its stored config lacks the field; it still loads."""
+    import json
+    import shutil
+
+    from vdsm_jax.api import VDSM
+
+    old = tmp_path / "old_run"
+    shutil.copytree(trained_vdsm_run / "stage1", old)
+    for meta_file in old.glob("checkpoints/*/meta/metadata"):
+        meta = json.loads(meta_file.read_text())
+        del meta["config"]["lr_drop_epochs"]
+        meta_file.write_text(json.dumps(meta))
+    model = VDSM.from_checkpoint(old)
+    assert model.config.lr_drop_epochs == () and model.stage == 1

@@ -20,7 +20,7 @@ from vdsm_jax import train as vdsm_train
 from vdsm_jax.config_defaults import stage_config
 from vdsm_jax.models import VDSMModules
 from vdsm_jax.schedules import make_schedules
-from vdsm_jax.state import init_state, make_optimizer, with_learning_rate
+from vdsm_jax.state import init_state, load_stage1_params, make_optimizer, with_learning_rate
 
 
 def _losses(workdir) -> dict[int, float]:
@@ -71,6 +71,19 @@ def test_the_lr_drops_at_the_given_epochs_and_lr_resume_keeps_the_drop():
         if len(moves) == 5:
             opt_state = with_learning_rate(opt_state, 0.05)
     np.testing.assert_allclose(moves, [0.1, 0.1, 0.03, 0.03, 0.03, 0.015, 0.0045, 0.0045], rtol=1e-4)
+
+
+def test_stage2_loads_stage1_whatever_lr_drops_either_stage_has(tmp_path, tiny_moving_mnist, trained_vdsm_run):
+    """The stage-1 template follows the stage-1 run's own drops (its optimiser state's layout), not stage 2's."""
+    from vdsm_jax.api import VDSM
+
+    with_drops = tmp_path / "stage1_with_drops"
+    vdsm_train.train_and_evaluate(_tiny(tiny_moving_mnist, lr_drop_epochs=(2,)), str(with_drops))
+    for stage1_run, stage2_drops in ((with_drops, ()), (trained_vdsm_run / "stage1", (1, 3))):
+        config = _tiny(tiny_moving_mnist, "stage2", stage1_workdir=str(stage1_run), lr_drop_epochs=stage2_drops)
+        loaded = load_stage1_params(config, VDSMModules.from_config(config))
+        expected = VDSM.from_checkpoint(stage1_run).params
+        jax.tree.map(np.testing.assert_array_equal, loaded, expected)
 
 
 def _step_fn(config):
@@ -167,7 +180,7 @@ def test_loss_on_four_devices_equals_one_device():
         from vdsm_jax.config_defaults import stage_config
         from vdsm_jax.models import VDSMModules
         from vdsm_jax.schedules import make_schedules
-        from vdsm_jax.state import init_state, make_optimizer, with_learning_rate
+        from vdsm_jax.state import init_state, load_stage1_params, make_optimizer, with_learning_rate
         assert jax.device_count() == 4
         # Stage 1 also with XLA's convolutions (the GPU/TPU formulation): on several devices its decoder switches
         # to the matmul formulation, whose batch the partitioner can split.

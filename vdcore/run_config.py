@@ -82,8 +82,22 @@ def run_meta(
     }
 
 
-def config_from_meta(meta: dict) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(meta["config"])
+def config_from_meta(meta: dict, defaults: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+    """The config a run's checkpoint meta stores. With `defaults` (the model's base config), a setting the run's
+    config lacks (added to the library after the run was written) takes its default, so older runs still load;
+    every stored value is kept as it is."""
+    stored = meta["config"]
+    if defaults is None:
+        return ml_collections.ConfigDict(stored)
+
+    def merged(default: dict, saved: dict) -> dict:
+        out = dict(default)
+        for key, value in saved.items():
+            both_blocks = isinstance(value, dict) and isinstance(default.get(key), dict)
+            out[key] = merged(default[key], value) if both_blocks else value
+        return out
+
+    return ml_collections.ConfigDict(merged(defaults.to_dict(), stored))
 
 
 def evaluation_config() -> ml_collections.ConfigDict:

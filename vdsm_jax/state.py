@@ -17,13 +17,19 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from vdcore import run_config
 from vdcore.checkpoint import Checkpointer, open_run_checkpoints, read_run_meta
-from vdcore.run_config import config_from_meta as config_from_meta  # re-exported
 from vdcore.run_config import run_meta
 from vdcore.train_state import TrainState
+from vdsm_jax.config_defaults import base_config
 from vdsm_jax.models import FROZEN_IN_STAGE2, Params, VDSMModules
 
 META_FORMAT = "vdsm_jax.checkpoint/1"
+
+
+def config_from_meta(meta: dict) -> ml_collections.ConfigDict:
+    """The stored config of a run; settings added since it was written take their defaults."""
+    return run_config.config_from_meta(meta, base_config())
 
 
 def learning_rate(config: ml_collections.ConfigDict) -> float:
@@ -112,11 +118,15 @@ def load_stage1_params(config: ml_collections.ConfigDict, modules: VDSMModules) 
     """The stage-1 networks named by config.stage1_workdir and config.pretrained_model_VDSMEncDec (an epoch, -1 newest)."""
     if not config.stage1_workdir:
         raise ValueError("stage 2 needs config.stage1_workdir: the workdir (or checkpoints folder) of a stage-1 run")
+    written = read_meta(config.stage1_workdir)["config"]
     stage1 = ml_collections.ConfigDict(config.to_dict())
     stage1.stage = 1
+    # The optimiser state's layout follows the stage-1 run's own lr drops, not this (stage-2) config's.
+    stage1.lr_drop_epochs = tuple(written.get("lr_drop_epochs", ()))
+    stage1.bs_per_epoch = written["bs_per_epoch"]
     step = None
     if config.pretrained_model_VDSMEncDec >= 0:
-        step = config.pretrained_model_VDSMEncDec * read_meta(config.stage1_workdir)["config"]["bs_per_epoch"]
+        step = config.pretrained_model_VDSMEncDec * written["bs_per_epoch"]
     state, _ = restore_state(stage1, modules, config.stage1_workdir, step)
     return all_params(state)
 
