@@ -31,7 +31,7 @@ def _vdsm_params(modules: Any, stage: int, image_size: int) -> dict:
     return jax.jit(modules.init, static_argnums=(1, 2))(jax.random.key(1), stage, image_size)
 
 
-def _train_case(step: Any, state: Any, videos: jax.Array, clips: int, info: dict) -> Case:
+def _train_case(step: Any, state: Any, videos: Any, clips: int, info: dict) -> Case:
     """A Case whose run is one donated-state step; the state lives in `held` between runs."""
     held = [state]
 
@@ -151,6 +151,20 @@ def drnet_train(stage: int, sizes: dict[str, int], conv_impl: str) -> Case:
     return _train_case(step, state, videos, config.batch_size, info)
 
 
+def drnet_train_cached(sizes: dict[str, int], conv_impl: str) -> Case:
+    """drnet_jax.train.make_train_step of stage 2 with pose_codes='cached': the LSTM step on noise codes
+    ('poses' (B, n_past + n_future, pose_dim), 'content' (B, content_dim)); the codes' one-off computation
+    (drnet_jax.pose_codes) is not in the step."""
+    from drnet_jax.train import make_train_step
+
+    sizes = {**sizes, "pose_codes": "cached", "frozen_bn_train_mode": False}
+    config, modules, state = _drnet_parts(2, sizes, conv_impl)
+    b, frames = config.batch_size, config.n_past + config.n_future
+    codes = {"poses": _noise(2, (b, frames, config.pose_dim)), "content": _noise(3, (b, config.content_dim))}
+    step = jax.jit(make_train_step(config, modules), donate_argnums=0)
+    return _train_case(step, state, codes, b, {"pose_codes": "cached"})
+
+
 def drnet_predict(sizes: dict[str, int], conv_impl: str) -> Case:
     """`DRNet.predict_chunks` of predict_steps frames after n_past noise frames, for predict_batch clips (BatchNorm
     on its running averages, the API's default); every chunk reaches the host, as a caller writing them out."""
@@ -183,4 +197,7 @@ def drnet_predict(sizes: dict[str, int], conv_impl: str) -> Case:
     return Case(run=run, clips=n, device=jax_device(), programs=programs, info=info)
 
 
-BUILDERS = side_builders(vdsm_train, vdsm_swap, vdsm_generate, drnet_train, drnet_predict)
+BUILDERS = {
+    **side_builders(vdsm_train, vdsm_swap, vdsm_generate, drnet_train, drnet_predict),
+    "drnet_stage2_cached": lambda sizes, conv_impl: drnet_train_cached(sizes["drnet"], conv_impl),
+}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.cases import BASELINE_KIND
+from benchmarks.cases import BASELINE_KIND, REPLACES
 
 COLUMNS = (
     "case", "side", "device", "versions", "compile s", "step s (median)", "step s (min)", "steps/s", "clips/s",
@@ -26,6 +26,16 @@ def _versions(side: str, case: str, versions: dict[str, str]) -> str:
         return f"jax {versions['jax']}, jaxlib {versions['jaxlib']}"
     uses_pyro = side == "original" and case.startswith("vdsm")
     return f"torch {versions['torch']}" + (f", pyro {versions['pyro-ppl']}" if uses_pyro else "")
+
+
+def _ratio_text(row: dict[str, Any]) -> str:
+    if "over_baselines" in row:  # a JAX-only case against the baselines of the case it replaces
+        parts = [
+            f"{_num(ratio)} of {BASELINE_KIND[side]} {REPLACES[row['case']]}"
+            for side, ratio in row["over_baselines"].items()
+        ]
+        return "; ".join(parts) or "—"
+    return _num(row.get("jax_over_this"))
 
 
 def _row(row: dict[str, Any], report: dict[str, Any]) -> str:
@@ -51,7 +61,7 @@ def _row(row: dict[str, Any], report: dict[str, Any]) -> str:
         _num(row["peak_rss_mb"], 4),
         _num(gflops),
         _num(100 * gflops / peak if gflops is not None and peak else None, 2),
-        _num(row.get("jax_over_this")),
+        _ratio_text(row),
         cache_text,
     ]
     return "| " + " | ".join(cells) + " |"

@@ -34,7 +34,7 @@ import tempfile
 import time
 from typing import Any
 
-from benchmarks.cases import CASES, model_of
+from benchmarks.cases import CASES, REPLACES, model_of, sides_of
 from benchmarks.common import add_host_memory_flag, machine_fields, versions, write_report
 from benchmarks.issue_configs import ISSUE_SIZES, REPO, SIZE_HELP, resolve_sizes
 from benchmarks.report import markdown
@@ -111,7 +111,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     jobs = probes("start")
     for case in args.only or CASES:
         path = originals[model_of(case)]
-        for side in ("jax", "reexpression", "original") if path else ("jax", "reexpression"):
+        for side in sides_of(case, bool(path)):
             jobs.append(
                 {
                     "job": "case",
@@ -163,11 +163,20 @@ def run_job(job: dict[str, Any], folder: pathlib.Path, number: int, env: dict[st
 
 
 def _ratios(results: list[dict[str, Any]]) -> None:
-    """Each baseline row gets `jax_over_this`: the JAX row's median step over its own (same case)."""
+    """Each baseline row gets `jax_over_this`: the JAX row's median step over its own (same case). The JAX row of
+    a case in REPLACES gets `over_baselines` {side: its step over that side's step of the case it replaces}."""
     jax_step = {r["case"]: r["step_s"] for r in results if r["side"] == "jax" and "step_s" in r}
     for row in results:
         if row["side"] != "jax" and "step_s" in row and row["case"] in jax_step:
             row["jax_over_this"] = jax_step[row["case"]] / row["step_s"]
+    for row in results:
+        if row["side"] == "jax" and "step_s" in row and row["case"] in REPLACES:
+            replaced = REPLACES[row["case"]]
+            row["over_baselines"] = {
+                base["side"]: row["step_s"] / base["step_s"]
+                for base in results
+                if base["case"] == replaced and base["side"] != "jax" and "step_s" in base
+            }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ batches as one over a single process; `vdcore.sharding.shard_batch` assembles th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import grain
@@ -195,6 +195,38 @@ class Batches(Iterator[dict[str, np.ndarray]]):
         self._iterator.set_state(state)
 
 
+def _check_stream(
+    batch_size: int,
+    num_devices: int | None,
+    process_index: int,
+    process_count: int,
+    num_epochs: int | None,
+    read_threads: int,
+    prefetch: int,
+    worker_count: int,
+) -> None:
+    """The stream settings' errors, raised before any data is read."""
+    if num_devices is None:
+        import jax
+
+        num_devices = jax.device_count()
+    check_divisible(batch_size, num_devices)
+    if batch_size % process_count:
+        raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} processes")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index must be in [0, {process_count}), got {process_index}")
+    if num_epochs is not None and num_epochs < 1:
+        raise ValueError(f"num_epochs must be >= 1 or None (endless), got {num_epochs}")
+    if min(read_threads, prefetch, worker_count) < 0:
+        raise ValueError(
+            f"read_threads, prefetch and worker_count must be >= 0; got {read_threads}, {prefetch}, {worker_count}"
+        )
+
+
+def _collate_any(examples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return (collate if "video" in examples[0] else stack_examples)(examples)
+
+
 def make_batches(
     dataset: str | VideoDatasetBuilder | SplitSource,
     split: str = "train",
@@ -230,29 +262,57 @@ def make_batches(
     into worker processes (grain mp_prefetch, `prefetch` batches buffered per worker). Every setting
     gives the same batches.
     """
-    if num_devices is None:
-        import jax
-
-        num_devices = jax.device_count()
-    check_divisible(batch_size, num_devices)
-    if batch_size % process_count:
-        raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} processes")
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index must be in [0, {process_count}), got {process_index}")
-    if num_epochs is not None and num_epochs < 1:
-        raise ValueError(f"num_epochs must be >= 1 or None (endless), got {num_epochs}")
-    if min(read_threads, prefetch, worker_count) < 0:
-        raise ValueError(
-            f"read_threads, prefetch and worker_count must be >= 0; got {read_threads}, {prefetch}, {worker_count}"
-        )
-    local_batch_size = batch_size // process_count
-
+    _check_stream(
+        batch_size, num_devices, process_index, process_count, num_epochs, read_threads, prefetch, worker_count
+    )
     if isinstance(dataset, str):
         if data_dir is None:
             raise ValueError(f"make_batches({dataset!r}) needs data_dir (where the dataset is built)")
         dataset = open_dataset(dataset, data_dir, config)
     data = dataset if isinstance(dataset, SplitSource) else split_source(dataset, split)
-    item_sampler = make_sampler(sampler, data, **dict(sampler_args or {}))
+    return sampler_batches(
+        make_sampler(sampler, data, **dict(sampler_args or {})),
+        batch_size=batch_size,
+        seed=seed,
+        num_epochs=num_epochs,
+        num_devices=num_devices,
+        process_index=process_index,
+        process_count=process_count,
+        read_threads=read_threads,
+        prefetch=prefetch,
+        worker_count=worker_count,
+    )
+
+
+def stack_examples(examples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Stack examples of arrays (no video to convert) into a batch: {name: (B, ...)}."""
+    return {key: np.stack([np.asarray(example[key]) for example in examples]) for key in examples[0]}
+
+
+def sampler_batches(
+    item_sampler: Sampler,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    num_epochs: int | None = None,
+    num_devices: int | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+    read_threads: int = 2,
+    prefetch: int = 2,
+    worker_count: int = 0,
+    batch_fn: Callable[[Sequence[Mapping[str, np.ndarray]]], dict[str, np.ndarray]] | None = None,
+) -> Batches:
+    """`make_batches` over any sampler (e.g. data_prep.samplers.ArrayWindowSampler of precomputed codes): the
+    same shuffled, seeded, per-process stream of items; batch_fn collates (default: `collate` when the examples
+    hold a video, else `stack_examples`)."""
+    _check_stream(
+        batch_size, num_devices, process_index, process_count, num_epochs, read_threads, prefetch, worker_count
+    )
+    local_batch_size = batch_size // process_count
+
+    if batch_fn is None:
+        batch_fn = _collate_any
 
     batched = (
         grain.MapDataset.source(np.arange(item_sampler.num_items, dtype=np.int64))
@@ -260,7 +320,7 @@ def make_batches(
         .shuffle()
         .repeat(num_epochs)
         .random_map(item_sampler)
-        .batch(local_batch_size, drop_remainder=True, batch_fn=collate)
+        .batch(local_batch_size, drop_remainder=True, batch_fn=batch_fn)
     )
     whole_global_batches = len(batched) // process_count * process_count
     pipeline = batched[:whole_global_batches][process_index::process_count]

@@ -162,6 +162,68 @@ class WindowSampler:
         return example
 
 
+class ArrayWindowSampler:
+    """The windows a `WindowSampler` of `seq_len` draws, cut from per-clip arrays computed from a split's clips
+    (e.g. a frozen encoder's code of every frame) instead of from the videos: for the same item and rng the
+    window starts where WindowSampler's would, so both see the same windows of the same clips.
+
+    per_frame: {name: per clip i an array (L_i, ...)}, one entry per frame of clip i.
+    per_start: {name: per clip i an array (L_i - seq_len + 1, ...)}, one entry per window start (e.g. the code of
+        the window's last observed frame).
+    where: what the arrays were computed from, for error messages.
+
+    Output: per_frame[name][i][start : start + seq_len], per_start[name][i][start], index (), frame_index (seq_len,).
+    """
+
+    def __init__(
+        self,
+        per_frame: Mapping[str, Sequence[np.ndarray]],
+        seq_len: int,
+        per_start: Mapping[str, Sequence[np.ndarray]] | None = None,
+        where: str = "<arrays>",
+    ):
+        per_start = dict(per_start or {})
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        if not per_frame:
+            raise ValueError("per_frame needs at least one array")
+        clashes = sorted(set(per_frame) & set(per_start) | (set(per_frame) | set(per_start)) & set(RESERVED_KEYS))
+        if clashes:
+            raise ValueError(f"{where}: array names {clashes} clash with each other or with {RESERVED_KEYS}")
+        counts = {name: len(arrays) for name, arrays in {**per_frame, **per_start}.items()}
+        if len(set(counts.values())) != 1:
+            raise DataError(where, f"the arrays hold different numbers of clips: {counts}")
+        first = next(iter(per_frame.values()))
+        self.lengths = np.asarray([len(clip) for clip in first], np.int64)
+        for name, arrays in per_frame.items():
+            self._check_lengths(name, arrays, self.lengths, "frames", where)
+        for name, arrays in per_start.items():
+            self._check_lengths(name, arrays, self.lengths - seq_len + 1, "window starts", where)
+        short = np.flatnonzero(self.lengths < seq_len)
+        if short.size:
+            raise DataError(
+                where, f"clip has {self.lengths[short[0]]} frames but the window needs seq_len={seq_len}", int(short[0])
+            )
+        self.per_frame, self.per_start, self.seq_len = dict(per_frame), per_start, seq_len
+        self.num_items = len(self.lengths)
+
+    @staticmethod
+    def _check_lengths(name: str, arrays: Sequence[np.ndarray], expected: np.ndarray, what: str, where: str) -> None:
+        for i, (clip, length) in enumerate(zip(arrays, expected, strict=True)):
+            if len(clip) != length:
+                raise DataError(where, f"{name!r} holds {len(clip)} entries for a clip of {length} {what}", i)
+
+    def __call__(self, item: int, rng: np.random.Generator) -> Example:
+        index = int(item)
+        start = int(rng.integers(0, self.lengths[index] - self.seq_len + 1))  # as _window_start draws it
+        example = {
+            name: np.asarray(arrays[index][start : start + self.seq_len]) for name, arrays in self.per_frame.items()
+        }
+        example.update({name: np.asarray(arrays[index][start]) for name, arrays in self.per_start.items()})
+        example.update(index=np.int64(index), frame_index=np.arange(start, start + self.seq_len))
+        return example
+
+
 class PairSampler:
     """Two clips of the same group with different values of `distinct_by`, concatenated in time.
 

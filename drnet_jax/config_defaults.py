@@ -57,6 +57,10 @@ def base_config() -> ml_collections.ConfigDict:
     # The original keeps the frozen encoders (and the decoder of its pictures) in BatchNorm train mode during
     # stage 2: batch statistics, per frame. False normalises with the stage-1 running averages instead.
     c.frozen_bn_train_mode = True
+    # 'encoder': the frozen encoders run over every stage-2 batch (the original). 'cached' (a deviation): their
+    # codes of every training frame are computed once when stage 2 starts (drnet_jax.pose_codes) and the step is
+    # the LSTM alone; needs frozen_bn_train_mode False (codes from the running averages, fixed per frame).
+    c.pose_codes = "encoder"
 
     # Optimisation (both stages; `stage2` replaces lr and beta1).
     c.optimizer = "adam"  # adam | rmsprop | sgd
@@ -99,7 +103,13 @@ POSITIVE_INTS = (
     "model_save_interval", "num_test_sequences", "gen_chunk",
 )  # fmt: skip
 POSITIVE_FLOATS = ("lr", "gif_fps")
-CHOICES = {"optimizer": OPTIMIZERS, "frame_selection": FourFrameSampler.SELECTIONS, "conv_impl": CONV_IMPLS}
+POSE_CODES = ("encoder", "cached")
+CHOICES = {
+    "optimizer": OPTIMIZERS,
+    "frame_selection": FourFrameSampler.SELECTIONS,
+    "conv_impl": CONV_IMPLS,
+    "pose_codes": POSE_CODES,
+}
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -115,6 +125,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if config.stage == 2 and (config.n_past < 1 or config.n_future < 1):
         raise ConfigValueError(
             f"config.n_past and config.n_future must be >= 1, got {config.n_past}, {config.n_future}"
+        )
+    if config.stage == 2 and config.pose_codes == "cached" and config.frozen_bn_train_mode:
+        raise ConfigValueError(
+            "config.pose_codes='cached' computes each frame's codes once, with BatchNorm on the stage-1 running "
+            "averages; set config.frozen_bn_train_mode=False too (batch statistics would change them every batch)"
         )
     if not 0 <= config.beta1 < 1:
         raise ConfigValueError(f"config.beta1 must be in [0, 1), got {config.beta1!r}")

@@ -4,7 +4,8 @@ Stage 1, one training step = two pure functions of (state, videos (B, 4, S, S, n
   `discriminator_update`: splits the run's PRNG key, builds the discriminator batch from EP's
       poses of x_c1, x_c2 and takes one optimiser step on C;
   `main_update`: one optimiser step on EC, EP, D with C as just updated.
-Stage 2: `lstm_update` of (state, videos (B, n_past + n_future, S, S, nc)).
+Stage 2: `lstm_update` of (state, videos (B, n_past + n_future, S, S, nc)), or with config.pose_codes 'cached'
+  of (state, the frozen encoders' codes of those frames, computed once: drnet_jax.pose_codes).
 Each update is skipped (parameters, optimiser state and BatchNorm averages unchanged, the
 skip counted) when its loss or a gradient is not finite. vdcore.loop runs them: the state
 is replicated and the batch sharded along the mesh axis 'data'; jit partitions every update
@@ -20,10 +21,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from data_prep.input_pipeline import Batches
-from drnet_jax import losses, outputs
+from drnet_jax import losses, outputs, pose_codes
 from drnet_jax.config_defaults import check_config, stage_config
 from drnet_jax.data import picture_sampler, train_sampler
 from drnet_jax.models import DRNetModules
@@ -116,24 +118,38 @@ def make_stage1_step(modules: DRNetModules, tx: optax.GradientTransformation, sd
     return step
 
 
+def _lstm_update(modules: DRNetModules, tx: optax.GradientTransformation, targets: Callable[..., Any]) -> Step:
+    """The stage-2 update given targets(state, inputs) → (h_c (B, content_dim), poses (B, T, pose_dim))."""
+
+    def loss_fn(params, h_c, poses):
+        return losses.lstm_loss(modules, params, h_c, poses)
+
+    def update(state: TrainState, inputs: Any):
+        h_c, poses = targets(state, inputs)
+        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, h_c, poses)
+        new_state, finite = apply_gradients_if_finite(state, grads, loss, tx)
+        return new_state, {"loss": loss, "mse": loss / poses.shape[1], "finite": finite}
+
+    return update
+
+
 def make_lstm_update(modules: DRNetModules, tx: optax.GradientTransformation, n_past: int, bn_train: bool) -> Step:
     """(TrainState, videos (B, n_past + n_future, S, S, nc)) → (state, {'loss' (sum over steps), 'mse', 'finite'}).
 
     'mse' is loss / (n_past + n_future), the value the original prints per epoch.
     """
 
-    def loss_fn(params, h_c, poses):
-        return losses.lstm_loss(modules, params, h_c, poses)
+    def targets(state: TrainState, videos: jax.Array):
+        frozen = state.frozen
+        return losses.lstm_targets(modules, frozen["params"], frozen["batch_stats"], videos, n_past, bn_train)
 
-    def update(state: TrainState, videos: jax.Array):
-        h_c, poses = losses.lstm_targets(
-            modules, state.frozen["params"], state.frozen["batch_stats"], videos, n_past, bn_train
-        )
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, h_c, poses)
-        new_state, finite = apply_gradients_if_finite(state, grads, loss, tx)
-        return new_state, {"loss": loss, "mse": loss / videos.shape[1], "finite": finite}
+    return _lstm_update(modules, tx, targets)
 
-    return update
+
+def make_cached_lstm_update(modules: DRNetModules, tx: optax.GradientTransformation) -> Step:
+    """(TrainState, {'poses' (B, T, pose_dim), 'content' (B, content_dim)}) → the update of `make_lstm_update`
+    from codes computed once (drnet_jax.pose_codes; config.pose_codes = 'cached')."""
+    return _lstm_update(modules, tx, lambda state, codes: (codes["content"], codes["poses"]))
 
 
 def make_train_step(config: ml_collections.ConfigDict, modules: DRNetModules) -> Step:
@@ -141,6 +157,8 @@ def make_train_step(config: ml_collections.ConfigDict, modules: DRNetModules) ->
     tx = make_optimizer(config)
     if config.stage == 1:
         return make_stage1_step(modules, tx, float(config.sd_weight))
+    if config.pose_codes == "cached":
+        return make_cached_lstm_update(modules, tx)
     return make_lstm_update(modules, tx, int(config.n_past), bool(config.frozen_bn_train_mode))
 
 
@@ -169,10 +187,32 @@ def train_and_evaluate(
     config = stage_config(config, config.stage)
     check_config(config)
     modules = DRNetModules.from_config(config)
+    cached = config.stage == 2 and config.pose_codes == "cached"
+    stage1_variables = functools.cache(lambda: load_stage1_variables(config))
 
     def init():
-        stage1 = load_stage1_variables(config) if config.stage == 2 else None
+        stage1 = stage1_variables() if config.stage == 2 else None
         return init_state(config, modules, jax.random.key(config.seed), stage1)
+
+    def make_batches(num_devices: int) -> Batches:
+        if cached:
+            return pose_codes.code_batches(config, modules, *stage1_variables(), num_devices)
+        return make_train_batches(config, num_devices)
+
+    def check_frozen(state: TrainState) -> TrainState:
+        """The cached codes come from config.stage1_workdir; a resumed run's frozen encoders must be those."""
+        params, batch_stats = stage1_variables()
+        expected = {"params": params, "batch_stats": batch_stats}
+        same = jax.tree.structure(state.frozen) == jax.tree.structure(expected) and all(
+            np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.frozen), jax.tree.leaves(expected), strict=True)
+        )
+        if not same:
+            raise ValueError(
+                f"{workdir}: this stage-2 run's frozen encoders differ from those of config.stage1_workdir="
+                f"{config.stage1_workdir!r} (epoch {config.stage1_epoch}), which the cached pose codes were "
+                "computed with; resume with the stage-1 run and epoch it started from"
+            )
+        return state
 
     def write_outputs(state: Any, test_set: training.TestSet, epoch: int) -> None:
         outputs.write_all(config, modules, state, test_set, workdir, epoch)
@@ -180,7 +220,7 @@ def train_and_evaluate(
     model = loop.Model(
         name=f"DRNet stage {config.stage}",
         batch_field="batch_size",
-        make_batches=lambda num_devices: make_train_batches(config, num_devices),
+        make_batches=make_batches,
         init_state=init,
         restore_state=lambda sharding: restore_state(config, modules, workdir, sharding=sharding),
         train_step=make_train_step(config, modules),
@@ -194,6 +234,8 @@ def train_and_evaluate(
         picture_sampler=picture_sampler(config),
         plotted=PLOTTED[config.stage],
         plot_title=f"DRNet stage {config.stage}",
+        after_restore=check_frozen if cached else None,
+        inputs=pose_codes.CODE_INPUTS if cached else "video",
     )
     return loop.run(config, workdir, model, stop_after_steps)
 

@@ -235,6 +235,12 @@ TRAINING_CONFIG_CASES = {
     "vdsm: lr drop factor above 1": ("vdsm", {"lr_drop_epochs": (1,), "lr_drop_factor": 3.0}, ["lr_drop_factor must"]),
     "drnet: batch the discriminator cannot halve": ("drnet", {"batch_size": 1}, ["config.batch_size must be >= 2"]),
     "drnet: unknown optimizer": ("drnet", {"optimizer": "adamw"}, ["config.optimizer must be one of", "'adamw'"]),
+    "drnet: cached pose codes with batch statistics": (
+        "drnet",
+        {"pose_codes": "cached"},
+        ["config.pose_codes='cached'", "set config.frozen_bn_train_mode=False too", "(stage 2: config.stage2 applied)"],
+    ),
+    "drnet: unknown pose codes": ("drnet", {"pose_codes": "stored"}, ["config.pose_codes must be one of", "'stored'"]),
     "unknown dataset": ("vdsm", {"dataset": "nope"}, ["unknown dataset 'nope'; known datasets:", "'moving_mnist'"]),
     "unknown dataset config": ("drnet", {"dataset_config": "nope"}, ["unknown config 'nope' for dataset"]),
 }

@@ -41,12 +41,15 @@ def full_stage1(tmp_path_factory, tiny_moving_mnist):
     return workdir
 
 
-@pytest.mark.parametrize("stage", [1, 2])
+@pytest.mark.parametrize("stage", [1, 2, "2 cached"])
 def test_resume_reproduces_the_next_losses_exactly(stage, tmp_path, tiny_moving_mnist, full_stage1):
     if stage == 1:
         config, full = _tiny(tiny_moving_mnist), full_stage1
     else:
         config = _tiny(tiny_moving_mnist, "stage2", stage1_workdir=str(full_stage1))
+        if stage == "2 cached":
+            config.update({"pose_codes": "cached", "frozen_bn_train_mode": False})
+        stage = 2
         full = tmp_path / "full"
         assert drnet_train.train_and_evaluate(config, str(full))["checkpoints"] == [2, 4, 6]
 
@@ -65,6 +68,48 @@ def test_resume_reproduces_the_next_losses_exactly(stage, tmp_path, tiny_moving_
     for step in (2, 4, 6):  # epoch ends: the mean of the epoch's two steps
         for key in per_epoch:
             assert got[step][f"epoch/{key}"] == pytest.approx((got[step - 1][key] + got[step][key]) / 2)
+
+
+def test_cached_pose_codes_give_the_encoders_windows_loss_and_update(tiny_moving_mnist, full_stage1):
+    """pose_codes='cached' sees the same clips and windows as the video batches of the same seed, and its step
+    the loss and LSTM update of running the frozen encoders (BatchNorm on running averages) in the step."""
+    from drnet_jax import pose_codes
+    from drnet_jax.state import load_stage1_variables
+
+    overrides = {"stage1_workdir": str(full_stage1), "frozen_bn_train_mode": False, "batch_size": 6}
+    config = stage_config(_tiny(tiny_moving_mnist, "stage2", **overrides), 2)
+    modules = DRNetModules.from_config(config)
+    stage1 = load_stage1_variables(config)
+    state = init_state(config, modules, jax.random.key(0), stage1)
+    videos = drnet_train.make_train_batches(config, 1)
+    codes = pose_codes.code_batches(config, modules, *stage1, 1)
+    encoder_step = jax.jit(drnet_train.make_train_step(config, modules))
+    config.pose_codes = "cached"
+    cached_step = jax.jit(drnet_train.make_train_step(config, modules))
+    starts = set()
+    for _ in range(3):
+        video_batch, code_batch = next(videos), next(codes)
+        np.testing.assert_array_equal(code_batch["index"], video_batch["index"])
+        np.testing.assert_array_equal(code_batch["frame_index"], video_batch["frame_index"])
+        starts |= set(video_batch["frame_index"][:, 0].tolist())
+        assert code_batch["poses"].shape == (6, 5, config.pose_dim) and code_batch["content"].shape == (6, 8)
+        by_encoder, encoder_metrics = encoder_step(state, jnp.asarray(video_batch["video"]))
+        by_codes, code_metrics = cached_step(state, {k: jnp.asarray(code_batch[k]) for k in pose_codes.CODE_INPUTS})
+        np.testing.assert_allclose(code_metrics["loss"], encoder_metrics["loss"], rtol=1e-5)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), by_codes.params, by_encoder.params
+        )
+        state = by_encoder
+    assert starts == {0, 1}  # 6-frame clips, 5-frame windows: both starts drawn, and both read right
+
+
+def test_a_cached_run_refuses_a_stage1_run_that_changed(tmp_path, tiny_moving_mnist, full_stage1):
+    config = _tiny(tiny_moving_mnist, "stage2", stage1_workdir=str(full_stage1), pose_codes="cached")
+    config.frozen_bn_train_mode = False
+    drnet_train.train_and_evaluate(config, str(tmp_path / "run"), stop_after_steps=3)
+    config.stage1_epoch = 1  # other frozen encoders than the checkpoint's
+    with pytest.raises(ValueError, match="frozen encoders differ from those of config.stage1_workdir"):
+        drnet_train.train_and_evaluate(config, str(tmp_path / "run"))
 
 
 def _stage1_step(data_dir):

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from data_prep.errors import DataError
-from data_prep.samplers import FourFrameSampler, PairSampler, SplitSource, WindowSampler, make_sampler
+from data_prep.samplers import (
+    ArrayWindowSampler,
+    FourFrameSampler,
+    PairSampler,
+    SplitSource,
+    WindowSampler,
+    make_sampler,
+)
 
 SIZE = 6
 
@@ -171,3 +178,34 @@ def test_label_table_uses_label_records_and_reserved_names():
     bad = SplitSource("fake", "test", [{"video": clip(0, 4), "index": 3}], location="/d")
     with pytest.raises(DataError, match=r"fake split 'test'\) \[index 0\]: label name 'index' clashes"):
         make_sampler("window", bad, seq_len=2)(0, rng())
+
+
+def test_array_windows_are_the_video_windows_of_the_same_draws():
+    lengths = [7, 9, 7, 12]
+    source = clips_source(lengths)
+    codes = [np.arange(n, dtype=np.float32)[:, None] * [1, -1] + 100 * i for i, n in enumerate(lengths)]
+    last = [np.arange(n - 5 + 1) + 1000 * i for i, n in enumerate(lengths)]  # one entry per window start
+    arrays = ArrayWindowSampler({"codes": codes}, 5, {"last": last})
+    videos = WindowSampler(source, 5)
+    for item in (0, 1, 3, 3, 2):
+        for seed in range(4):
+            by_video, by_array = videos(item, rng(seed)), arrays(item, rng(seed))
+            np.testing.assert_array_equal(by_array["frame_index"], by_video["frame_index"])
+            assert by_array["index"] == by_video["index"] == item
+            start = by_video["frame_index"][0]
+            np.testing.assert_array_equal(
+                by_array["codes"][:, 0], by_video["video"][:, 0, 0, 0].astype(np.float32) + 100 * item
+            )
+            assert by_array["last"] == 1000 * item + start
+
+
+def test_array_window_errors_name_the_arrays_clip_and_lengths():
+    codes = [np.zeros((6, 2)), np.zeros((4, 2))]
+    with pytest.raises(DataError, match=r"codes of x \[index 1\]: clip has 4 frames but the window needs seq_len=5"):
+        ArrayWindowSampler({"poses": codes}, 5, where="codes of x")
+    with pytest.raises(DataError, match=r"\[index 0\]: 'last' holds 3 entries for a clip of 2 window starts"):
+        ArrayWindowSampler({"poses": codes[:1]}, 5, {"last": [np.zeros(3)]}, where="codes of x")
+    with pytest.raises(DataError, match=r"different numbers of clips: \{'poses': 2, 'last': 1\}"):
+        ArrayWindowSampler({"poses": codes}, 4, {"last": [np.zeros(3)]})
+    with pytest.raises(ValueError, match=r"array names \['index'\] clash"):
+        ArrayWindowSampler({"index": codes}, 4)

@@ -67,7 +67,9 @@ class Model:
     make_batches: num_devices -> the run's training batches (data_prep Batches of this process's rows).
     init_state: () -> a fresh state (host or local arrays; the loop replicates it over the mesh).
     restore_state: replicated sharding -> (state, meta) of the run's newest complete checkpoint.
-    train_step: pure (state, videos (B, ...)) -> (state, metrics); metrics hold scalars, 'finite' among them.
+    train_step: pure (state, inputs) -> (state, metrics); metrics hold scalars, 'finite' among them.
+    inputs: the batch entries the step takes: one name gives it that array ('video' (B, ...)), a tuple of names
+        a dict of them (e.g. precomputed codes).
     state_meta: (steps done, data iterator state) -> the checkpoint's JSON meta.
     steps_per_epoch, total_steps: the step clock.
     remedy: what the non-finite error suggests besides config.debug_nans.
@@ -98,6 +100,7 @@ class Model:
     plotted: tuple[str, ...] = ("loss",)
     plot_title: str = ""
     after_restore: Callable[[State], State] | None = None
+    inputs: str | tuple[str, ...] = "video"
 
 
 def _initial_accumulator(model: Model, metrics: Metrics) -> dict[str, Any]:
@@ -112,9 +115,9 @@ def _initial_accumulator(model: Model, metrics: Metrics) -> dict[str, Any]:
     }
 
 
-def _accumulate(train_step: Step, limit: int, state: State, acc: dict, videos: jax.Array) -> tuple[State, dict]:
+def _accumulate(train_step: Step, limit: int, state: State, acc: dict, inputs: Any) -> tuple[State, dict]:
     """One training step, and what the host reads at the next check point (see the module docstring)."""
-    state, metrics = train_step(state, videos)
+    state, metrics = train_step(state, inputs)
     finite = metrics["finite"]
     consecutive = state.nonfinite_consecutive
     tripped = (acc["tripped_at"] == 0) & (consecutive >= limit)
@@ -129,6 +132,13 @@ def _accumulate(train_step: Step, limit: int, state: State, acc: dict, videos: j
         "consecutive": consecutive,
     }
     return state, acc
+
+
+def _step_inputs(inputs: str | tuple[str, ...], batch: dict[str, np.ndarray], mesh: Any) -> Any:
+    """This process's rows of the batch entries the step takes, as global arrays sharded over the mesh."""
+    names = (inputs,) if isinstance(inputs, str) else inputs
+    sharded = shard_batch({name: batch[name] for name in names}, mesh)
+    return sharded[inputs] if isinstance(inputs, str) else sharded
 
 
 def _new_epoch(acc: dict) -> dict:
@@ -192,6 +202,7 @@ def run(
         keep_period=config.get("keep_period", 0) * model.steps_per_epoch or None,
         asynchronous=True,
     )
+    started = time.perf_counter()  # the input pipeline's setup counts (e.g. DRNet's cached pose codes)
     batches = model.make_batches(mesh.size)
     state, resumed = training.restore_or_init(
         checkpoints, batches, lambda: model.restore_state(replicated), model.init_state
@@ -217,10 +228,9 @@ def run(
     metrics: dict[str, float] = {}
     skipped_seen, last_check = int(fetch(state.nonfinite_total)), start_step
     test_set = None
-    # Training wall time (compilation, pictures and checkpoint writes included) summed over every sitting of
+    # Training wall time (input pipeline setup, compilation, pictures and checkpoint writes included) summed over every sitting of
     # the run: each checkpoint's meta carries it on, and the accuracy-vs-time curve (vdeval.curve) reads it.
     carried_seconds = float(resumed.get("train_seconds", 0.0)) if resumed is not None else 0.0
-    started = time.perf_counter()
 
     def train_seconds() -> float:
         return carried_seconds + time.perf_counter() - started
@@ -235,15 +245,15 @@ def run(
                 stop_asked = stop.requested is not None and jax.process_count() == 1
                 check = log_due or epoch_done or save_due or test_due or stop_asked
                 with jax.transfer_guard_device_to_host("allow" if check else "disallow"):
-                    videos = shard_batch({"video": next(batches)["video"]}, mesh)["video"]
+                    inputs = _step_inputs(model.inputs, next(batches), mesh)
                     if acc is None:
                         acc = replicate(
-                            _initial_accumulator(model, jax.eval_shape(model.train_step, state, videos)[1]), mesh
+                            _initial_accumulator(model, jax.eval_shape(model.train_step, state, inputs)[1]), mesh
                         )
                         if jax.process_count() > 1:
-                            _check_same_program(step_fn, state, acc, videos)
-                    terms = terms_fn(state, videos) if (log_due and terms_fn is not None) else None
-                    state, acc = step_fn(state, acc, videos)
+                            _check_same_program(step_fn, state, acc, inputs)
+                    terms = terms_fn(state, inputs) if (log_due and terms_fn is not None) else None
+                    state, acc = step_fn(state, acc, inputs)
                 rate.tick()
                 progress.update(1)
                 if not check:

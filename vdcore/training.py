@@ -43,13 +43,21 @@ def make_train_batches(
         batch_size=batch_size,
         data_dir=config.data_dir,
         config=config.dataset_config,
-        seed=config.seed,
-        num_devices=num_devices,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        read_threads=config.read_threads,
-        prefetch=config.prefetch,
+        **stream_settings(config, num_devices),
     )
+
+
+def stream_settings(config: ml_collections.ConfigDict, num_devices: int) -> dict[str, Any]:
+    """The run's example-stream settings for data_prep's make_batches / sampler_batches: its seed, this
+    process's place among the processes, the reader threads and prefetch."""
+    return {
+        "seed": config.seed,
+        "num_devices": num_devices,
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+        "read_threads": config.read_threads,
+        "prefetch": config.prefetch,
+    }
 
 
 @dataclasses.dataclass
