@@ -57,15 +57,17 @@ def _encode_in_chunks(encode: Callable[[np.ndarray], jax.Array], frames: np.ndar
 
 
 def _clip_groups(source: SplitSource, frames_per_group: int) -> Iterator[list[np.ndarray]]:
+    """The clips of `source` in order, in groups of at most `frames_per_group` frames (a longer clip alone), so
+    a group's frames fill one compiled call with little padding."""
     group: list[np.ndarray] = []
     for index in range(len(source)):
         video = np.asarray(source[index]["video"])
         if video.ndim != 4 or video.dtype != np.uint8:
             raise source.error(f"expected a uint8 video (T, H, W, C), got {video.dtype} {video.shape}", index)
-        group.append(video)
-        if sum(len(v) for v in group) >= frames_per_group:
+        if group and sum(len(v) for v in group) + len(video) > frames_per_group:
             yield group
             group = []
+        group.append(video)
     if group:
         yield group
 
@@ -86,8 +88,11 @@ def clip_codes(
     content: list[np.ndarray] = []
     encode_pose = functools.partial(_encode, modules, "pose_encoder", params, batch_stats)
     encode_content = functools.partial(_encode, modules, "content_encoder", params, batch_stats)
+    content_chunk = None  # about the content frames of one group (L - T + 1 of each clip's L), fixed once
     with tqdm(total=len(source), desc="DRNet stage 2: pose codes", unit="clip") as progress:
         for group in _clip_groups(source, chunk):
+            if content_chunk is None:
+                content_chunk = max(1, chunk * (len(group[0]) - seq_len + 1) // len(group[0]))
             first = len(poses)
             for offset, video in enumerate(group):
                 if len(video) < seq_len:
@@ -98,7 +103,7 @@ def clip_codes(
             pose_codes = _encode_in_chunks(encode_pose, np.concatenate(group), chunk)
             poses.extend(np.split(pose_codes, np.cumsum(lengths)[:-1]))
             last_observed = [v[n_past - 1 : len(v) - n_future] for v in group]
-            content_codes = _encode_in_chunks(encode_content, np.concatenate(last_observed), chunk)
+            content_codes = _encode_in_chunks(encode_content, np.concatenate(last_observed), content_chunk)
             content.extend(np.split(content_codes, np.cumsum([len(v) for v in last_observed])[:-1]))
             progress.update(len(group))
     return {"poses": poses}, {"content": content}

@@ -103,6 +103,29 @@ def test_cached_pose_codes_give_the_encoders_windows_loss_and_update(tiny_moving
     assert starts == {0, 1}  # 6-frame clips, 5-frame windows: both starts drawn, and both read right
 
 
+def test_pose_codes_of_clips_of_any_length_are_each_clips_own(tiny_moving_mnist):
+    """Clips of 6-9 frames in groups of at most 8 frames (a 9-frame clip alone), padded calls: every clip's codes
+    equal encoding that clip alone (BatchNorm on running averages)."""
+    from data_prep.samplers import SplitSource
+    from drnet_jax import pose_codes
+
+    config = stage_config(_tiny(tiny_moving_mnist, "stage2"), 2)
+    modules = DRNetModules.from_config(config)
+    params, stats = jax.jit(modules.init_stage1)(jax.random.key(3))
+    stats = jax.tree.map(lambda v: v + 0.1, stats)  # running averages that differ from the initial ones
+    rng = np.random.default_rng(0)
+    videos = [rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8) for n in (6, 9, 6, 7, 5)]
+    source = SplitSource("moving_mnist", "train", [{"video": v} for v in videos])
+    per_frame, per_start = pose_codes.clip_codes(modules, params, stats, source, n_past=2, n_future=3, chunk=8)
+    for video, poses, content in zip(videos, per_frame["poses"], per_start["content"], strict=True):
+        frames = jnp.asarray(video, jnp.float32) / 255
+        expected_poses = modules.encode_pose(params, stats, frames)[0]
+        expected_content = modules.encode_content(params, stats, frames[1 : len(video) - 3])[0][0]
+        assert poses.shape == (len(video), 3) and content.shape == (len(video) - 4, 8)
+        np.testing.assert_allclose(poses, expected_poses, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(content, expected_content, rtol=1e-4, atol=1e-5)
+
+
 def test_a_cached_run_refuses_a_stage1_run_that_changed(tmp_path, tiny_moving_mnist, full_stage1):
     config = _tiny(tiny_moving_mnist, "stage2", stage1_workdir=str(full_stage1), pose_codes="cached")
     config.frozen_bn_train_mode = False
