@@ -76,6 +76,14 @@ class SplitSource:
     def error(self, problem: str, index: int | str | None = None) -> DataError:
         return DataError(self.where, problem, index)
 
+    def video(self, index: int) -> tuple[np.ndarray, Mapping[str, Any]]:
+        """(the video uint8 (T, H, W, C), the whole record) of record `index`; DataError naming it otherwise."""
+        record = self[index]
+        video = np.asarray(record["video"])
+        if video.ndim != 4 or video.dtype != np.uint8:
+            raise self.error(f"expected a uint8 video (T, H, W, C), got {video.dtype} {video.shape}", index)
+        return video, record
+
     def labels(self, chunk: int = 512) -> dict[str, np.ndarray]:
         """Every label of every record, stacked: {label name: array with leading len(self)}.
 
@@ -111,14 +119,6 @@ def _record_labels(data: SplitSource, record: Mapping[str, Any], index: int) -> 
     return labels
 
 
-def _video(data: SplitSource, index: int) -> tuple[np.ndarray, Mapping[str, Any]]:
-    record = data[index]
-    video = np.asarray(record["video"])
-    if video.ndim != 4 or video.dtype != np.uint8:
-        raise data.error(f"expected a uint8 video (T, H, W, C), got {video.dtype} {video.shape}", index)
-    return video, record
-
-
 def _window_start(data: SplitSource, index: int, length: int, needed: int, rng: np.random.Generator, what: str) -> int:
     if length < needed:
         raise data.error(
@@ -149,7 +149,7 @@ class WindowSampler:
 
     def __call__(self, item: int, rng: np.random.Generator) -> Example:
         index = int(item)
-        video, record = _video(self.data, index)
+        video, record = self.data.video(index)
         start = _window_start(self.data, index, len(video), self.seq_len, rng, f"window of seq_len={self.seq_len}")
         start = 0 if self.from_start else start
         window = video[start : start + self.seq_len]
@@ -263,7 +263,7 @@ class PairSampler:
         per_value = self.table[int(item)]
         first, second = rng.choice(len(per_value), size=2, replace=False)
         indices = [int(rng.choice(per_value[v])) for v in (first, second)]
-        clips, records = zip(*(_video(self.data, i) for i in indices), strict=True)
+        clips, records = zip(*(self.data.video(i) for i in indices), strict=True)
         if clips[0].shape != clips[1].shape:
             raise self.data.error(
                 f"records {indices} of {self.group_by} {self.groups[int(item)]} have different shapes "
@@ -310,7 +310,7 @@ class FourFrameSampler:
 
     def __call__(self, item: int, rng: np.random.Generator) -> Example:
         index = int(item)
-        video, record = _video(self.data, index)
+        video, record = self.data.video(index)
         start = _window_start(self.data, index, len(video), self.max_step, rng, f"max_step={self.max_step} window")
         if self.frame_selection == "first4":
             frames = start + np.arange(4)

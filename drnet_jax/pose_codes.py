@@ -61,9 +61,7 @@ def _clip_groups(source: SplitSource, frames_per_group: int) -> Iterator[list[np
     a group's frames fill one compiled call with little padding."""
     group: list[np.ndarray] = []
     for index in range(len(source)):
-        video = np.asarray(source[index]["video"])
-        if video.ndim != 4 or video.dtype != np.uint8:
-            raise source.error(f"expected a uint8 video (T, H, W, C), got {video.dtype} {video.shape}", index)
+        video, _ = source.video(index)
         if group and sum(len(v) for v in group) + len(video) > frames_per_group:
             yield group
             group = []

@@ -228,8 +228,8 @@ def run(
     metrics: dict[str, float] = {}
     skipped_seen, last_check = int(fetch(state.nonfinite_total)), start_step
     test_set = None
-    # Training wall time (input pipeline setup, compilation, pictures and checkpoint writes included) summed over every sitting of
-    # the run: each checkpoint's meta carries it on, and the accuracy-vs-time curve (vdeval.curve) reads it.
+    # Training wall time (input pipeline setup, compilation, pictures and checkpoint writes included) summed over
+    # every sitting of the run: each checkpoint's meta carries it on, and the accuracy-vs-time curve reads it.
     carried_seconds = float(resumed.get("train_seconds", 0.0)) if resumed is not None else 0.0
 
     def train_seconds() -> float:

@@ -118,15 +118,12 @@ def load_stage1_params(config: ml_collections.ConfigDict, modules: VDSMModules) 
     """The stage-1 networks named by config.stage1_workdir and config.pretrained_model_VDSMEncDec (an epoch, -1 newest)."""
     if not config.stage1_workdir:
         raise ValueError("stage 2 needs config.stage1_workdir: the workdir (or checkpoints folder) of a stage-1 run")
-    written = read_meta(config.stage1_workdir)["config"]
-    stage1 = ml_collections.ConfigDict(config.to_dict())
-    stage1.stage = 1
-    # The optimiser state's layout follows the stage-1 run's own lr drops, not this (stage-2) config's.
-    stage1.lr_drop_epochs = tuple(written.get("lr_drop_epochs", ()))
-    stage1.bs_per_epoch = written["bs_per_epoch"]
+    # The stage-1 run's own config shaped its checkpoint (its optimiser state follows its own lr drops); the
+    # networks are this config's modules, so their shapes must agree.
+    stage1 = config_from_meta(read_meta(config.stage1_workdir))
     step = None
     if config.pretrained_model_VDSMEncDec >= 0:
-        step = config.pretrained_model_VDSMEncDec * written["bs_per_epoch"]
+        step = config.pretrained_model_VDSMEncDec * stage1.bs_per_epoch
     state, _ = restore_state(stage1, modules, config.stage1_workdir, step)
     return all_params(state)
 
