@@ -17,6 +17,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -25,6 +26,8 @@ import jax.numpy as jnp
 from benchmarks.common import jax_matmul_peak, torch_matmul_peak
 from benchmarks.issue_configs import ISSUE_SIZES, drnet_config
 from vdcore.host_memory import keep_freed_memory
+
+PARTS = ("EC", "EP", "D", "EC fwd", "EP fwd")
 
 
 def _median_seconds(run: Any, reps: int) -> float:
@@ -37,7 +40,7 @@ def _median_seconds(run: Any, reps: int) -> float:
     return statistics.median(times)
 
 
-def jax_parts(batch_size: int, conv_impl: str, reps: int) -> dict[str, dict[str, float]]:
+def jax_parts(batch_size: int, conv_impl: str, reps: int, parts: Sequence[str]) -> dict[str, dict[str, float]]:
     from drnet_jax.models import DRNetModules
 
     config = drnet_config(1, {**ISSUE_SIZES["drnet"], "batch_size": batch_size}, conv_impl)
@@ -64,7 +67,8 @@ def jax_parts(batch_size: int, conv_impl: str, reps: int) -> dict[str, dict[str,
     }
     network = {"EC": "content_encoder", "EP": "pose_encoder", "D": "decoder"}
     out = {}
-    for name, fn in programs.items():
+    for name in parts:
+        fn = programs[name]
         arg = params[network[name.split()[0]]] if " " not in name else params
         compiled = fn.lower(arg).compile()
         flops = (compiled.cost_analysis() or {}).get("flops", float("nan"))
@@ -73,7 +77,7 @@ def jax_parts(batch_size: int, conv_impl: str, reps: int) -> dict[str, dict[str,
     return out
 
 
-def torch_parts(batch_size: int, reps: int) -> dict[str, dict[str, float]]:
+def torch_parts(batch_size: int, reps: int, parts: Sequence[str]) -> dict[str, dict[str, float]]:
     import torch
 
     from benchmarks.torch_cases import _reference
@@ -113,7 +117,7 @@ def torch_parts(batch_size: int, reps: int) -> dict[str, dict[str, float]]:
         return run
 
     runs["EC fwd"], runs["EP fwd"] = no_grad("netEC"), no_grad("netEP")
-    return {name: {"s": _median_seconds(run, reps)} for name, run in runs.items()}
+    return {name: {"s": _median_seconds(runs[name], reps)} for name in parts}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,11 +125,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--conv_impl", nargs="+", default=["fast", "xla"], choices=["fast", "xla"])
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=list(PARTS),
+        choices=PARTS,
+        help="which programs to time (e.g. --parts 'EP fwd' --batch_size 2000: the frozen pose encoder over the "
+        "10 + 10 frames of a stage-2 batch of 100)",
+    )
     args = parser.parse_args(argv)
     keep_freed_memory()
     peaks = {"jax": jax_matmul_peak()["best_gflops"], "torch": torch_matmul_peak()["best_gflops"]}
-    torch_times = torch_parts(args.batch_size, args.reps)
-    jax_times = {impl: jax_parts(args.batch_size, impl, args.reps) for impl in args.conv_impl}
+    torch_times = torch_parts(args.batch_size, args.reps, args.parts)
+    jax_times = {impl: jax_parts(args.batch_size, impl, args.reps, args.parts) for impl in args.conv_impl}
     print(f"batch {args.batch_size}; 2048² matmul peak GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     print(
         "| part | torch s | " + " | ".join(f"JAX {i} s | GFLOP | % of peak | JAX/torch" for i in args.conv_impl) + " |"

@@ -126,13 +126,23 @@ def test_pose_codes_of_clips_of_any_length_are_each_clips_own(tiny_moving_mnist)
         np.testing.assert_allclose(content, expected_content, rtol=1e-4, atol=1e-5)
 
 
-def test_a_cached_run_refuses_a_stage1_run_that_changed(tmp_path, tiny_moving_mnist, full_stage1):
+def test_a_cached_run_refuses_a_stage1_run_that_changed(tmp_path, tiny_moving_mnist, full_stage1, monkeypatch):
+    """Refused before the code pass over every training clip (minutes at full size), not after it."""
+    from drnet_jax import pose_codes
+
     config = _tiny(tiny_moving_mnist, "stage2", stage1_workdir=str(full_stage1), pose_codes="cached")
     config.frozen_bn_train_mode = False
     drnet_train.train_and_evaluate(config, str(tmp_path / "run"), stop_after_steps=3)
+    code_passes = []
+    real_code_batches = pose_codes.code_batches
+    monkeypatch.setattr(pose_codes, "code_batches", lambda *a, **k: code_passes.append(1) or real_code_batches(*a, **k))
     config.stage1_epoch = 1  # other frozen encoders than the checkpoint's
     with pytest.raises(ValueError, match="frozen encoders differ from those of config.stage1_workdir"):
         drnet_train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert code_passes == []
+    config.stage1_epoch = -1  # the encoders the run started from: resumes, with the code pass
+    drnet_train.train_and_evaluate(config, str(tmp_path / "run"), stop_after_steps=1)
+    assert code_passes == [1]
 
 
 def _stage1_step(data_dir):

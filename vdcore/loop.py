@@ -79,7 +79,8 @@ class Model:
     write_outputs: optional (host state, test set, epoch) -> None, the pictures (process 0, at test epochs), drawn
         from the fixed test clips of `picture_sampler` (vdcore.training.load_test_set, loaded once, when first needed).
     plotted, plot_title: the loss-curve panels drawn at test epochs.
-    after_restore: optional state -> state applied to a resumed state (e.g. a new learning rate).
+    after_restore: optional state -> state applied to a resumed state before the input pipeline is built (e.g. a
+        new learning rate, or a check that refuses the resume before costly pipeline setup).
     """
 
     name: str
@@ -203,12 +204,13 @@ def run(
         asynchronous=True,
     )
     started = time.perf_counter()  # the input pipeline's setup counts (e.g. DRNet's cached pose codes)
-    batches = model.make_batches(mesh.size)
-    state, resumed = training.restore_or_init(
-        checkpoints, batches, lambda: model.restore_state(replicated), model.init_state
+    state, resumed, batches = training.restore_or_init(
+        checkpoints,
+        lambda: model.make_batches(mesh.size),
+        lambda: model.restore_state(replicated),
+        model.init_state,
+        model.after_restore,
     )
-    if resumed is not None and model.after_restore is not None:
-        state = model.after_restore(state)
     state = replicate(state, mesh)
 
     limit = int(config.max_consecutive_nonfinite)

@@ -89,25 +89,32 @@ def load_test_set(config: ml_collections.ConfigDict, sampler: str, sampler_args:
 
 def restore_or_init(
     checkpoints: Checkpointer,
-    batches: Batches,
+    make_batches: Callable[[], Batches],
     restore: Callable[[], tuple[Any, dict]],
     init: Callable[[], Any],
-) -> tuple[Any, dict | None]:
-    """(state, meta of the checkpoint resumed from, or None for a fresh start).
+    after_restore: Callable[[Any], Any] | None = None,
+) -> tuple[Any, dict | None, Batches]:
+    """(state, meta of the checkpoint resumed from or None for a fresh start, the input pipeline).
 
     On resume the input pipeline continues where the checkpoint's run was, so the batches after a
     restart are exactly those an uninterrupted run would have seen; a checkpoint without a data state
     (a run converted from another format) starts the data from the beginning. A damaged newest checkpoint
     is set aside by `restore` (vdcore.checkpoint), and the run resumes from the previous one.
+    `after_restore` (state -> state) runs on a resumed state before the pipeline is built, so a check that
+    refuses the resume (e.g. DRNet's cached pose codes made from other encoders) fails before the pipeline's
+    setup work (the code pass over every training clip) rather than after it.
     """
     if checkpoints.latest_step() is None:
-        return init(), None
+        return init(), None, make_batches()
     state, meta = restore()
     checkpoints.reload()  # `restore` may have set damaged steps aside through another Checkpointer
+    if after_restore is not None:
+        state = after_restore(state)
+    batches = make_batches()
     if meta.get("data_state") is not None:  # None: a run converted from elsewhere starts the data afresh
         batches.set_state(meta["data_state"])
     logging.info("resumed %s from step %d (epoch %d)", checkpoints.directory, meta["step"], meta["epoch"])
-    return state, meta
+    return state, meta, batches
 
 
 @dataclasses.dataclass(frozen=True)
