@@ -7,7 +7,9 @@ i, f, g, o. A torch `weight_ih_l{k}` (4H, in) is `kernel_ih` transposed.
 How the recurrences are computed (CPU, small batches: they are latency- and
 memory-bound, not FLOP-bound):
 * The input projection of all time steps is one matmul; only the recurrent
-  h @ kernel_hh runs inside `lax.scan` (unrolled for short sequences).
+  h @ kernel_hh runs inside `lax.scan`, not unrolled: fully unrolling VDSM's
+  8-16-step scans doubled its stage-2 compile (12-16 s -> 23-27 s on a 2-core
+  EPYC) for no measurable step time (benchmarks/README.md).
 * The two directions of a bidirectional layer run as two chains of ONE scan.
 * Both recurrences have an explicit backward pass (`jax.custom_vjp`): the
   reverse scan computes only the gate gradients and the gradients carried
@@ -30,13 +32,6 @@ import jax.numpy as jnp
 from jax import lax
 
 LSTMState = tuple[jax.Array, jax.Array]  # (h, c), each (..., H)
-
-# Scans of at most this many steps are fully unrolled (VDSM's and DRNet's sequences are 8-20 steps).
-UNROLL_MAX_STEPS = 32
-
-
-def _unroll(steps: int) -> int | bool:
-    return True if steps <= UNROLL_MAX_STEPS else 1
 
 
 def lstm_gates_to_state(gates: jax.Array, c: jax.Array) -> LSTMState:
@@ -102,8 +97,7 @@ def _recurrence_forward(projs: Chains, w_hhs: Chains, h0s: Chains, c0s: Chains):
             acts.append(a)
         return (tuple(new_h), tuple(new_c)), (tuple(new_h), tuple(new_c), tuple(acts))
 
-    steps = projs[0].shape[0]
-    (h_last, c_last), (hs, cs, acts) = lax.scan(step, (h0s, c0s), projs, unroll=_unroll(steps))
+    (h_last, c_last), (hs, cs, acts) = lax.scan(step, (h0s, c0s), projs)
     return (hs, h_last, c_last), (hs, cs, acts)
 
 
@@ -135,10 +129,7 @@ def _recurrences_bwd(res, cts):
             new_dc.append(dc)
         return (tuple(new_dh), tuple(new_dc)), tuple(d_gates)
 
-    steps = hs[0].shape[0]
-    (dh0s, dc0s), d_gates = lax.scan(
-        step, (d_h_last, d_c_last), (d_hs, acts, cs, c_prevs), reverse=True, unroll=_unroll(steps)
-    )
+    (dh0s, dc0s), d_gates = lax.scan(step, (d_h_last, d_c_last), (d_hs, acts, cs, c_prevs), reverse=True)
     d_w = []
     for h0, h, dg in zip(h0s, hs, d_gates, strict=True):
         h_prev = jnp.concatenate([h0[None], h[:-1]])  # (T, B, H)
@@ -187,7 +178,7 @@ def _feedback_forward(layers: tuple[dict, ...], h0: jax.Array, c0: jax.Array, fi
         return (tuple(new_h), tuple(new_c), x), (x, tuple(inputs), tuple(new_c), tuple(acts))
 
     init = (tuple(h0), tuple(c0), first_input)
-    _, (outputs, inputs, cs, acts) = lax.scan(step, init, None, length=steps, unroll=_unroll(steps))
+    _, (outputs, inputs, cs, acts) = lax.scan(step, init, None, length=steps)
     return outputs, (w_cat, inputs, cs, acts)
 
 
@@ -224,9 +215,7 @@ def _feedback_bwd(steps, res, d_outputs):
     b, hidden = c0.shape[1:]
     zeros = tuple(jnp.zeros((b, hidden), c0.dtype) for _ in range(n_layers))
     init = (zeros, zeros, jnp.zeros((b, in_sizes[0]), c0.dtype))
-    (dh0, dc0, d_first), d_gates = lax.scan(
-        step, init, (d_outputs, acts, cs, c_prevs), reverse=True, unroll=_unroll(steps)
-    )
+    (dh0, dc0, d_first), d_gates = lax.scan(step, init, (d_outputs, acts, cs, c_prevs), reverse=True)
     d_layers = []
     for k, p in enumerate(layers):
         d_w = jnp.einsum("tbi,tbg->ig", inputs[k], d_gates[k])  # (in_k + H, 4H): one matmul over all steps
