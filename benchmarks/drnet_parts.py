@@ -1,6 +1,6 @@
 """Where a DRNet stage-1 step spends its time: each network's forward + backward, JAX against torch.
 
-    python -m benchmarks.drnet_parts [--batch_size 32] [--reps 7] [--conv_impl fast xla]
+    python -m benchmarks.drnet_parts [--batch_size 32] [--reps 7] [--conv_impl fast xla] [--parts EC "EP fwd" ...]
 
 Times, at the benchmark configuration (configs/drnet/moving_mnist.py: dcgan_unet content, dcgan pose, 64 px,
 3 channels) and the given batch, one jitted forward + backward (BatchNorm on batch statistics, gradient of the
