@@ -105,7 +105,8 @@ def restore_or_init(
     setup work (the code pass over every training clip) rather than after it.
     """
     if checkpoints.latest_step() is None:
-        return init(), None, make_batches()
+        batches = make_batches()  # first, as before: a bad stream setting fails before init's work
+        return init(), None, batches
     state, meta = restore()
     checkpoints.reload()  # `restore` may have set damaged steps aside through another Checkpointer
     if after_restore is not None:
