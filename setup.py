@@ -40,11 +40,13 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": [
+            "filelock==4.2.12",
             "pytest==9.2.0",
             "pytest-xdist==3.8.0",
             "ruff==0.17.6",
             "torch==2.13.0",
-        ],  # torch: the parity tests against the originals; xdist: the suite on two worker processes
+        ],  # torch: the parity tests against the originals; xdist: the suite on two worker processes;
+        # filelock: the expensive session fixtures built once for both
         # Running the originals' own code (benchmarks/originals.py): their other imports besides torch.
         "bench": ["torch==2.13.0", "pyro-ppl==1.9.1", "antialiased-cnns==0.3"],
     },

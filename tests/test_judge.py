@@ -108,15 +108,15 @@ def test_pooled_frame_logits_add_the_frame_heads_mean_and_deeper_levels_round_tr
     videos = jax.random.uniform(jax.random.key(0), (3, 5, 32, 32, 3))  # B 3, T 5: B != T
     sizes = {"frame_features": 16, "hidden": 8, "width": 8, "resolution": 16}
     plain = Judge(heads=heads, **sizes)
-    params = plain.init(jax.random.key(1), videos)["params"]
-    out = plain.apply({"params": params}, videos)
-    pooled = Judge(heads=heads, pool_frame_logits=True, **sizes).apply({"params": params}, videos)
+    params = jax.jit(plain.init)(jax.random.key(1), videos)["params"]  # compiled: op by op is ~10x slower
+    out = jax.jit(plain.apply)({"params": params}, videos)
+    pooled = jax.jit(Judge(heads=heads, pool_frame_logits=True, **sizes).apply)({"params": params}, videos)
     expected = out["logits"]["digit"] + out["frame_logits"]["digit"].mean(1)  # the clip's frames, per clip
     np.testing.assert_allclose(pooled["logits"]["digit"], expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(pooled["logits"]["direction"], out["logits"]["direction"])  # not framewise
 
     deeper = Judge(heads=heads, convs_per_level=2, **sizes)
-    deep_params = deeper.init(jax.random.key(1), videos)["params"]
+    deep_params = jax.eval_shape(deeper.init, jax.random.key(1), videos)["params"]
     count = lambda tree: sum(x.size for x in jax.tree.leaves(tree))  # noqa: E731
     assert count(deep_params) > count(params)  # one extra 3x3 convolution per level
     head_json = [Head(n, k, IDENTITY if f else DYNAMICS, "x").to_json() for n, k, f in heads]
@@ -158,11 +158,12 @@ def test_centroid_windows_follow_the_digit_and_stay_inside_the_frame():
     heads = (("digit", 10, True), ("direction", 9, False))
     judge = Judge(heads=heads, frame_features=16, hidden=8, width=8, resolution=16, centroid_crop=16)
     videos = jnp.asarray(frames[[1, 2, 0]][:, None].repeat(4, 1))  # B 3, T 4: the same digit at three places
-    params = judge.init(jax.random.key(0), videos)["params"]
-    out = judge.apply({"params": params}, videos)
+    params = jax.jit(judge.init)(jax.random.key(0), videos)["params"]  # compiled: op by op is ~10x slower
+    apply = jax.jit(judge.apply)
+    out = apply({"params": params}, videos)
     assert out["frame_logits"]["digit"].shape == (3, 4, 10)
     assert not np.allclose(out["frame_logits"]["digit"][0], out["frame_logits"]["digit"][1])  # the position counts
-    alone = judge.apply({"params": params}, videos[2:3])  # a clip is judged alike alone and in a batch
+    alone = apply({"params": params}, videos[2:3])  # a clip is judged alike alone and in a batch
     np.testing.assert_allclose(alone["logits"]["digit"][0], out["logits"]["digit"][2], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="centroid_crop must be a power of two >= 8; got 12"):
         Judge(heads=heads, centroid_crop=12).init(jax.random.key(0), videos)

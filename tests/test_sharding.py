@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
+from conftest import REPO_ROOT, xla_flags
 
 from data_prep.batch_split import check_divisible
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 SCRIPT = r"""
 import json
@@ -61,7 +59,7 @@ print("RESULT" + json.dumps(result))
 
 @pytest.fixture(scope="module")
 def four_devices() -> dict:
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=4"), JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120

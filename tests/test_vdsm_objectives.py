@@ -8,7 +8,7 @@ import numpy as np
 import numpyro
 import pytest
 from jax.scipy.stats import norm
-from tests_helpers import tiny_modules
+from tests_helpers import init_params, tiny_modules
 
 from vdsm_jax import objectives as _objectives
 from vdsm_jax.models import identity_weights
@@ -34,6 +34,7 @@ def _bernoulli(videos, logits):
     return jnp.sum(videos * jnp.log(probs) + (1 - videos) * jnp.log1p(-probs))
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def _guide_values(modules, stage, params, videos, rng):
     """The latent values the guide draws for `rng` (the noise both estimates share)."""
     _, guide_rng = jax.random.split(rng)
@@ -95,7 +96,7 @@ def hand_written_stage2_loss(modules, params, videos, rng):
 @pytest.mark.parametrize("stage", [1, 2])
 def test_elbo_equals_hand_written_estimate(setup, stage):
     modules, videos = setup
-    params = modules.init(jax.random.key(0), stage)
+    params = init_params(modules, stage)
     rng = jax.random.key(7 + stage)
     hand_written = (hand_written_stage1_loss, hand_written_stage2_loss)[stage - 1]
     expected = hand_written(modules, params, videos, rng)
@@ -108,7 +109,7 @@ def test_elbo_is_numpyros_trace_elbo(setup, stage, num_particles):
     """The same estimate as numpyro.infer.Trace_ELBO (same key split and particles), only the sites' order of
     addition fixed."""
     modules, videos = setup
-    params = modules.init(jax.random.key(0), stage)
+    params = init_params(modules, stage)
     rng = jax.random.key(11)
     model, guide = objectives.MODEL_AND_GUIDE[stage]
     args = (modules, params, videos, ANNEAL)
@@ -122,7 +123,7 @@ def test_elbo_is_numpyros_trace_elbo(setup, stage, num_particles):
 @pytest.mark.parametrize("stage", [1, 2])
 def test_terms_add_up_to_the_loss(setup, stage):
     modules, videos = setup
-    params = modules.init(jax.random.key(0), stage)
+    params = init_params(modules, stage)
     rng = jax.random.key(3)
     terms = objectives.elbo_terms(modules, stage, params, videos, ANNEAL, rng)
     loss = objectives.elbo_loss(modules, stage, params, videos, ANNEAL, rng)
@@ -141,7 +142,7 @@ SCALED_TERMS = {
 @pytest.mark.parametrize("factor", ["anneal_id", "anneal_t", "anneal_dynamics"])
 def test_each_annealing_factor_scales_exactly_its_terms(setup, stage, factor):
     modules, videos = setup
-    params = modules.init(jax.random.key(0), stage)
+    params = init_params(modules, stage)
     rng = jax.random.key(5)
     base = objectives.elbo_terms(modules, stage, params, videos, ANNEAL, rng)
     doubled = objectives.elbo_terms(modules, stage, params, videos, {**ANNEAL, factor: 2 * ANNEAL[factor]}, rng)
@@ -159,7 +160,7 @@ def test_each_annealing_factor_scales_exactly_its_terms(setup, stage, factor):
 
 def test_stage2_z0_prior_is_unscaled(setup):
     modules, videos = setup
-    params = modules.init(jax.random.key(0), 2)
+    params = init_params(modules, 2)
     rng = jax.random.key(9)
     values = _guide_values(modules, 2, params, videos, rng)
     terms = objectives.elbo_terms(modules, 2, params, videos, ANNEAL, rng)
@@ -171,7 +172,7 @@ def test_stage2_z0_prior_is_unscaled(setup):
 
 def test_temperature_changes_only_the_likelihood(setup):
     modules, videos = setup
-    params = modules.init(jax.random.key(0), 1)
+    params = init_params(modules, 1)
     # Scale the experts up: at torch's init the decoder's output barely depends on the blend.
     params["dec"] = jax.tree.map(lambda w: 300.0 * w, params["dec"])
     rng = jax.random.key(2)
