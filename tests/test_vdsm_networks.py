@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import load_config_file
-from tests_helpers import init_params, tiny_modules
+from tests_helpers import tiny_modules
 
 from vdcore.conv import conv_transpose2d
 from vdsm_jax.config_defaults import stage_config
@@ -55,7 +55,7 @@ def test_network_shapes_for_every_config(path, expected):
 
 def test_batched_moe_decoder_equals_explicit_per_sequence_blend():
     modules = tiny_modules()
-    params = init_params(modules, 1)
+    params = modules.init(jax.random.key(0), 1)
     params["dec"] = jax.tree.map(lambda w: 30.0 * w + 0.001, params["dec"])
     z = jax.random.normal(jax.random.key(1), (3, 2, modules.z_dim))
     weights = jax.nn.softmax(jax.random.normal(jax.random.key(2), (3, modules.n_e_w)), axis=-1)
@@ -78,7 +78,7 @@ def test_batched_moe_decoder_equals_explicit_per_sequence_blend():
 
 def test_fast_and_xla_convolutions_agree_on_encoder_and_decoder():
     fast, xla = tiny_modules(conv_impl="fast"), tiny_modules(conv_impl="xla")
-    params = init_params(fast, 1)
+    params = fast.init(jax.random.key(0), 1)
     videos = jax.random.uniform(jax.random.key(3), (2, 2, 64, 64, 3))
     encoded = [jax.jit(m.encode_frames)(params, videos) for m in (fast, xla)]  # compiled: op by op is slower
     for a, b in zip(*encoded, strict=True):
@@ -91,7 +91,7 @@ def test_fast_and_xla_convolutions_agree_on_encoder_and_decoder():
 
 def test_encoder_activation_quirk_is_switchable():
     modules = tiny_modules()
-    params = init_params(modules, 1)
+    params = modules.init(jax.random.key(0), 1)
     videos = jax.random.uniform(jax.random.key(3), (1, 1, 64, 64, 3))
     identity_act = modules.encoder.apply({"params": params["enc"]}, videos[0])
     leaky = ImageEncoder(modules.z_dim, modules.n_e_w, act_slope=0.2).apply({"params": params["enc"]}, videos[0])

@@ -8,7 +8,7 @@ import numpy as np
 import numpyro
 import pytest
 from jax.scipy.stats import norm
-from tests_helpers import init_params, tiny_modules
+from tests_helpers import tiny_modules
 
 from vdsm_jax import objectives as _objectives
 from vdsm_jax.models import identity_weights
@@ -96,7 +96,7 @@ def hand_written_stage2_loss(modules, params, videos, rng):
 @pytest.mark.parametrize("stage", [1, 2])
 def test_elbo_equals_hand_written_estimate(setup, stage):
     modules, videos = setup
-    params = init_params(modules, stage)
+    params = modules.init(jax.random.key(0), stage)
     rng = jax.random.key(7 + stage)
     hand_written = (hand_written_stage1_loss, hand_written_stage2_loss)[stage - 1]
     expected = hand_written(modules, params, videos, rng)
@@ -109,7 +109,7 @@ def test_elbo_is_numpyros_trace_elbo(setup, stage, num_particles):
     """The same estimate as numpyro.infer.Trace_ELBO (same key split and particles), only the sites' order of
     addition fixed."""
     modules, videos = setup
-    params = init_params(modules, stage)
+    params = modules.init(jax.random.key(0), stage)
     rng = jax.random.key(11)
     model, guide = objectives.MODEL_AND_GUIDE[stage]
     args = (modules, params, videos, ANNEAL)
@@ -123,7 +123,7 @@ def test_elbo_is_numpyros_trace_elbo(setup, stage, num_particles):
 @pytest.mark.parametrize("stage", [1, 2])
 def test_terms_add_up_to_the_loss(setup, stage):
     modules, videos = setup
-    params = init_params(modules, stage)
+    params = modules.init(jax.random.key(0), stage)
     rng = jax.random.key(3)
     terms = objectives.elbo_terms(modules, stage, params, videos, ANNEAL, rng)
     loss = objectives.elbo_loss(modules, stage, params, videos, ANNEAL, rng)
@@ -142,7 +142,7 @@ SCALED_TERMS = {
 @pytest.mark.parametrize("factor", ["anneal_id", "anneal_t", "anneal_dynamics"])
 def test_each_annealing_factor_scales_exactly_its_terms(setup, stage, factor):
     modules, videos = setup
-    params = init_params(modules, stage)
+    params = modules.init(jax.random.key(0), stage)
     rng = jax.random.key(5)
     base = objectives.elbo_terms(modules, stage, params, videos, ANNEAL, rng)
     doubled = objectives.elbo_terms(modules, stage, params, videos, {**ANNEAL, factor: 2 * ANNEAL[factor]}, rng)
@@ -160,7 +160,7 @@ def test_each_annealing_factor_scales_exactly_its_terms(setup, stage, factor):
 
 def test_stage2_z0_prior_is_unscaled(setup):
     modules, videos = setup
-    params = init_params(modules, 2)
+    params = modules.init(jax.random.key(0), 2)
     rng = jax.random.key(9)
     values = _guide_values(modules, 2, params, videos, rng)
     terms = objectives.elbo_terms(modules, 2, params, videos, ANNEAL, rng)
@@ -172,7 +172,7 @@ def test_stage2_z0_prior_is_unscaled(setup):
 
 def test_temperature_changes_only_the_likelihood(setup):
     modules, videos = setup
-    params = init_params(modules, 1)
+    params = modules.init(jax.random.key(0), 1)
     # Scale the experts up: at torch's init the decoder's output barely depends on the blend.
     params["dec"] = jax.tree.map(lambda w: 300.0 * w, params["dec"])
     rng = jax.random.key(2)

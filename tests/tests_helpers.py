@@ -1,9 +1,7 @@
 """Small builders shared by tests."""
 
-import functools
 import types
 
-import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -26,17 +24,6 @@ def tiny_modules(rnn_dropout: float = 0.0, conv_impl: str = "auto") -> VDSMModul
         }
     )
     return VDSMModules.from_config(config)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 2))
-def _compiled_init(modules: VDSMModules, key: jax.Array, stage: int):
-    return modules.init(key, stage)
-
-
-def init_params(modules: VDSMModules, stage: int, seed: int = 0):
-    """``modules.init(jax.random.key(seed), stage)``, compiled: flax's init runs its shape-inference forward passes
-    op by op otherwise, about ten times slower for these tiny networks."""
-    return _compiled_init(modules, jax.random.key(seed), stage)
 
 
 def poison_train_batches(monkeypatch: pytest.MonkeyPatch, train_module: types.ModuleType, clean: int) -> None:

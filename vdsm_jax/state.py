@@ -74,8 +74,7 @@ def init_state(
 ) -> TrainState:
     """A fresh state for `config.stage`; in stage 2, `stage1_params` supply enc, dec and id_layers."""
     init_rng, state_rng = jax.random.split(rng)
-    # Compiled: XLA drops the forward passes flax runs to infer shapes (eager init takes ~10x longer).
-    params = jax.jit(modules.init, static_argnums=(1, 2))(init_rng, config.stage, config.image_size)
+    params = modules.init(init_rng, config.stage, config.image_size)
     if config.stage == 2:
         if stage1_params is None:
             raise ValueError("stage 2 needs the stage-1 parameters (config.stage1_workdir)")
